@@ -1,0 +1,152 @@
+"""Models by name: linear, mlp, cnn, and a user's own factory given as `import: "package.module:factory"`."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from tui_trainer.catalog.options import NoOptions, Options
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+class MLPOptions(Options):
+    hidden: list[int] = Field([128, 64], max_length=64, description="Width of each hidden layer.")
+    activation: Literal["relu", "gelu", "tanh", "sigmoid"] = Field("relu", description="Activation function.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout after each hidden layer.")
+    batchnorm: bool = Field(False, description="BatchNorm1d after each hidden layer.")
+
+
+class CNNOptions(Options):
+    channels: list[int] = Field([32, 64], min_length=1, max_length=16,
+                                description="Output channels of each conv block.")
+    kernel_size: int = Field(3, ge=1, le=15, description="Convolution kernel size (odd sizes keep the shape).")
+    batchnorm: bool = Field(True, description="BatchNorm2d in each conv block.")
+    dropout: float = Field(0.25, ge=0, lt=1, description="Dropout before the classifier.")
+    hidden: int = Field(128, ge=1, le=65536, description="Width of the dense layer before the output.")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    options: type[Options]
+    build: Callable[[Any, tuple[int, ...], int], nn.Module]
+    needs_image: bool = False
+
+
+def _activation(name: str) -> nn.Module:
+    from torch import nn
+
+    return {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}[name]()
+
+
+def _features(input_shape: tuple[int, ...]) -> int:
+    size = 1
+    for dim in input_shape:
+        size *= dim
+    return size
+
+
+def _linear(options: NoOptions, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+    from torch import nn
+
+    return nn.Sequential(nn.Flatten(), nn.Linear(_features(input_shape), num_outputs))
+
+
+def _mlp(options: MLPOptions, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+    from torch import nn
+
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = _features(input_shape)
+    for hidden in options.hidden:
+        layers.append(nn.Linear(width, hidden))
+        if options.batchnorm:
+            layers.append(nn.BatchNorm1d(hidden))
+        layers.append(_activation(options.activation))
+        if options.dropout:
+            layers.append(nn.Dropout(options.dropout))
+        width = hidden
+    layers.append(nn.Linear(width, num_outputs))
+    return nn.Sequential(*layers)
+
+
+def _cnn(options: CNNOptions, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+    from torch import nn
+
+    channels, height, width = input_shape
+    layers: list[nn.Module] = []
+    for out_channels in options.channels:
+        layers.append(nn.Conv2d(channels, out_channels, options.kernel_size, padding=options.kernel_size // 2))
+        if options.batchnorm:
+            layers.append(nn.BatchNorm2d(out_channels))
+        layers.append(nn.ReLU())
+        # Pool while the image is big enough, so the blocks fit 8x8 digits and 32x32 photos alike.
+        if min(height, width) >= 4:
+            layers.append(nn.MaxPool2d(2))
+            height, width = height // 2, width // 2
+        channels = out_channels
+    layers += [
+        nn.Flatten(),
+        nn.Dropout(options.dropout),
+        nn.Linear(channels * height * width, options.hidden),
+        nn.ReLU(),
+        nn.Linear(options.hidden, num_outputs),
+    ]
+    return nn.Sequential(*layers)
+
+
+class ImportedModelError(Exception):
+    """A user's `import:` model could not be imported or built."""
+
+
+def build_imported(target: str, options: dict[str, Any], input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+    """Call the factory at "package.module:factory" with the preset's options.
+
+    The factory also gets `input_shape` and `num_outputs` when its signature names them.
+    """
+    from torch import nn
+
+    module_name, _, attribute = target.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ImportedModelError(f"model.import: cannot import {target!r}: {error}") from None
+    kwargs = dict(options)
+    parameters = inspect.signature(factory).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    for name, value in (("input_shape", input_shape), ("num_outputs", num_outputs)):
+        if name in parameters or accepts_any:
+            kwargs.setdefault(name, value)
+    try:
+        model = factory(**kwargs)
+    except TypeError as error:
+        raise ImportedModelError(f"model.options: {target} rejected its options: {error}") from None
+    if not isinstance(model, nn.Module):
+        raise ImportedModelError(f"model.import: {target} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec("linear", "one linear layer on the flattened input", NoOptions, _linear),
+        ModelSpec("mlp", "fully connected layers (hidden, activation, dropout, batchnorm)", MLPOptions, _mlp),
+        ModelSpec("cnn", "conv blocks with batchnorm and pooling, then a dense head (image data)", CNNOptions, _cnn,
+                  needs_image=True),
+    ]
+}
+
+
+def build_model(name: str | None, import_target: str | None, options: dict[str, Any],
+                input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+    if import_target:
+        return build_imported(import_target, options, input_shape, num_outputs)
+    spec = MODELS[name or ""]
+    return spec.build(spec.options.model_validate(options), input_shape, num_outputs)

@@ -1,0 +1,1 @@
+"""The training engine: no terminal code here (no textual, no rich)."""

@@ -1,0 +1,240 @@
+"""Checkpoints: one self-describing dict per file, written atomically, loaded without running code.
+
+Saving writes a temporary file beside the target, flushes and fsyncs it, then renames it over the
+target: a reader sees the old file or the new one, never half of one. Loading uses
+`torch.load(weights_only=True)`, which refuses any pickle that would import or call code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import random
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FORMAT = "tui-trainer-checkpoint"
+FORMAT_VERSION = 1
+TEMP_PREFIX = ".tmp-"
+SUFFIX = ".pt"
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be written or read. str() is one line naming the file."""
+
+    def __init__(self, path: str | Path, message: str) -> None:
+        self.path = str(path)
+        self.message = message
+        super().__init__(f"{path}: {message}")
+
+
+# ---------------------------------------------------------------- saving
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> int:
+    """Write payload to path atomically; returns the file's size in bytes."""
+    import torch
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", dir=path.parent)
+    except OSError as error:
+        raise CheckpointError(path, f"cannot write here: {error.strerror or error}") from None
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            torch.save(payload, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp_name, path)
+        _fsync_dir(path.parent)
+    except OSError as error:
+        _remove_quietly(temp_name)
+        reason = "the disk is full" if error.errno == 28 else (error.strerror or str(error))
+        raise CheckpointError(path, f"not saved: {reason}; the previous checkpoint is untouched") from None
+    except BaseException:
+        _remove_quietly(temp_name)
+        raise
+    return path.stat().st_size
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _remove_quietly(name: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+
+
+def clean_temporary_files(folder: str | Path, older_than_s: float = 60.0) -> int:
+    """Remove temporary files that a killed save left behind; returns how many went."""
+    removed = 0
+    now = time.time()
+    for temp in Path(folder).glob(f"**/{TEMP_PREFIX}*"):
+        try:
+            if now - temp.stat().st_mtime >= older_than_s:
+                temp.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _sniff(path: Path) -> None:
+    """Tell apart the ways a file can fail before torch sees it, each with its own message."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise CheckpointError(path, "no such file") from None
+    except OSError as error:
+        raise CheckpointError(path, f"cannot read: {error.strerror or error}") from None
+    if path.is_dir():
+        raise CheckpointError(path, "is a folder, not a checkpoint file")
+    if size == 0:
+        raise CheckpointError(path, "the file is empty (a save that never finished?)")
+    with path.open("rb") as file:
+        head = file.read(4)
+    if head[:1] == b"\x80":  # the PROTO opcode that starts every modern pickle
+        raise CheckpointError(path, "refused: a bare pickle, which could run code when loaded; "
+                                    "tui-trainer only loads its own checkpoint format")
+    if head != b"PK\x03\x04":
+        raise CheckpointError(path, "not a checkpoint: the file is not in PyTorch's format (another program's file?)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile:
+        raise CheckpointError(path, "truncated or damaged: the archive cannot be read") from None
+    if not any(name.endswith("data.pkl") for name in names):
+        raise CheckpointError(path, "not a checkpoint: a zip file, but not one PyTorch wrote")
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """Load and check a checkpoint; never runs code from the file.
+
+    `mmap=True` maps the tensors instead of reading them, for listing metadata cheaply.
+    """
+    import torch
+
+    path = Path(path)
+    _sniff(path)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as error:
+        text = str(error)
+        if "Weights only load failed" in text or "Unsupported global" in text:
+            raise CheckpointError(path, "refused: the file holds code that would run when loaded "
+                                        "(crafted or not a tui-trainer checkpoint)") from None
+        raise CheckpointError(path, f"damaged: {text.splitlines()[0]}") from None
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(path, f"truncated or damaged: {first}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(path, "not a tui-trainer checkpoint (a PyTorch file from another program?)")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(path, f"written by a newer tui-trainer (format {version}; this one reads up to "
+                                    f"{FORMAT_VERSION}): upgrade tui-trainer to load it")
+    missing = [key for key in ("meta", "model", "trainer", "config") if key not in payload]
+    if missing:
+        raise CheckpointError(path, f"damaged: missing {', '.join(missing)}")
+    return payload
+
+
+# ---------------------------------------------------------------- listing
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    path: str
+    size_bytes: int
+    run_id: str = ""
+    preset: str = ""
+    epoch: int = 0
+    step: int = 0
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    val_r2: float | None = None
+    saved_at: float = 0.0
+    reason: str = ""
+    error: str | None = None
+    """Why this file cannot be loaded; listed anyway so the user sees it."""
+
+
+def read_info(path: str | Path) -> CheckpointInfo:
+    """A checkpoint's metadata without reading its tensors."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0
+    try:
+        meta = load_checkpoint(path, mmap=True)["meta"]
+    except CheckpointError as error:
+        return CheckpointInfo(str(path), size, run_id=path.parent.name, error=error.message,
+                              saved_at=_mtime(path))
+    val = meta.get("val", {})
+    return CheckpointInfo(
+        path=str(path), size_bytes=size, run_id=meta.get("run_id", ""), preset=meta.get("preset", ""),
+        epoch=meta.get("epoch", 0), step=meta.get("step", 0), val_loss=val.get("val_loss"),
+        val_accuracy=val.get("val_accuracy"), val_r2=val.get("val_r2"), saved_at=meta.get("saved_at", 0.0),
+        reason=meta.get("reason", ""),
+    )
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def list_checkpoints(folder: str | Path) -> list[CheckpointInfo]:
+    """Checkpoints under folder (its run folders, or the folder itself), newest first.
+    Temporary files of unfinished saves are never listed."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        return []
+    paths = {*folder.glob(f"*{SUFFIX}"), *folder.glob(f"*/*{SUFFIX}")}
+    infos = [read_info(path) for path in paths if not path.name.startswith(TEMP_PREFIX)]
+    return sorted(infos, key=lambda info: info.saved_at, reverse=True)
+
+
+# ---------------------------------------------------------------- random state
+
+
+def capture_rng() -> dict[str, Any]:
+    import torch
+
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

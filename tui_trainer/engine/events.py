@@ -1,0 +1,166 @@
+"""What the engine tells its listeners: small frozen dataclasses, each one JSON object.
+
+Events hold numbers, strings, lists and dicts only, so they cross a process boundary as
+`json.dumps(event.to_dict())` and come back with `event_from_dict`. Metric names follow the task:
+classification has loss and accuracy; regression has loss, mae and r2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+RUN_STATES = ("starting", "running", "paused", "stopping", "finished", "stopped", "failed")
+FINAL_STATES = ("finished", "stopped", "failed")
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "event"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    """The run is set up and about to train (also after a resume: start_step > 0, history filled)."""
+
+    kind: ClassVar[str] = "run_started"
+    run_id: str
+    run_dir: str
+    preset: str
+    task: str
+    device: str
+    device_name: str
+    model: str
+    parameters: int
+    train_samples: int
+    val_samples: int
+    epochs: int
+    steps_per_epoch: int
+    total_steps: int
+    start_epoch: int
+    start_step: int
+    lr: float
+    config: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """Earlier progress, epoch and hyperparameter records of a resumed run, as in metrics.jsonl."""
+
+
+@dataclass(frozen=True)
+class Progress(Event):
+    """Training metrics averaged over the steps since the last Progress event."""
+
+    kind: ClassVar[str] = "progress"
+    epoch: int
+    """1-based epoch in progress."""
+    step: int
+    """Global optimizer steps done."""
+    epoch_step: int
+    steps_per_epoch: int
+    total_steps: int
+    train_loss: float
+    train_accuracy: float | None
+    lr: float
+    samples_per_s: float
+    elapsed_s: float
+    eta_s: float | None
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    """The training process's own figures per device (torch.cuda memory), when on a GPU."""
+
+
+@dataclass(frozen=True)
+class EpochEnded(Event):
+    kind: ClassVar[str] = "epoch_ended"
+    epoch: int
+    step: int
+    train: dict[str, float]
+    val: dict[str, float]
+    """Validation metrics: val_loss and val_accuracy, or val_loss, val_mae and val_r2."""
+    lr: float
+    elapsed_s: float
+    is_best: bool
+
+
+@dataclass(frozen=True)
+class StateChanged(Event):
+    kind: ClassVar[str] = "state_changed"
+    state: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class HyperparametersChanged(Event):
+    kind: ClassVar[str] = "hyperparameters_changed"
+    step: int
+    epoch: int
+    changes: dict[str, float]
+    """The new values, e.g. {"lr": 0.001}."""
+    previous: dict[str, float]
+
+
+@dataclass(frozen=True)
+class CheckpointSaved(Event):
+    kind: ClassVar[str] = "checkpoint_saved"
+    path: str
+    size_bytes: int
+    epoch: int
+    step: int
+    reason: str
+    """manual, last, best, epoch."""
+
+
+@dataclass(frozen=True)
+class CheckpointFailed(Event):
+    kind: ClassVar[str] = "checkpoint_failed"
+    path: str
+    message: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Warning(Event):
+    kind: ClassVar[str] = "warning"
+    message: str
+
+
+@dataclass(frozen=True)
+class RunFailed(Event):
+    """Training hit a fault. With pause-on-fault the run waits paused; otherwise RunFinished follows."""
+
+    kind: ClassVar[str] = "run_failed"
+    message: str
+    fault: str
+    """non_finite, out_of_memory, data, error."""
+    advice: str = ""
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    kind: ClassVar[str] = "run_finished"
+    state: str
+    """finished, stopped or failed."""
+    epoch: int
+    step: int
+    elapsed_s: float
+    best: dict[str, float]
+    last: dict[str, float]
+    best_epoch: int | None
+    checkpoint: str | None
+    """The last checkpoint written, if any."""
+    message: str = ""
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (RunStarted, Progress, EpochEnded, StateChanged, HyperparametersChanged, CheckpointSaved,
+                CheckpointFailed, Warning, RunFailed, RunFinished)
+}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    data = dict(data)
+    cls = EVENT_TYPES[data.pop("type")]
+    return cls(**data)

@@ -1,0 +1,715 @@
+"""The Trainer: the canonical PyTorch loop, steered by Controls, reporting through Events.
+
+Reads top to bottom: setup (data, model, optimizer, run folder, resume), run (epochs of training
+steps and a validation pass), save (checkpoints), cleanup. No host-device synchronisation happens per
+step: losses and correct counts add up on the device and are read back once per progress event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tui_trainer import __version__
+from tui_trainer.catalog.datasets import DataBundle, build_dataset
+from tui_trainer.catalog.losses import build_loss
+from tui_trainer.catalog.models import build_model
+from tui_trainer.catalog.optimizers import OPTIMIZERS, build_optimizer
+from tui_trainer.config import ConfigError, RunConfig, metric_mode
+from tui_trainer.engine import checkpoints, schedules
+from tui_trainer.engine.controls import Command, Controls, Pause, Resume, Save, SetHyperparameters, Stop
+from tui_trainer.engine.devices import DeviceError, cuda_memory_figures, device_name, resolve_device
+from tui_trainer.engine.events import (
+    CheckpointFailed,
+    CheckpointSaved,
+    EpochEnded,
+    Event,
+    HyperparametersChanged,
+    Progress,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StateChanged,
+    Warning,
+)
+from tui_trainer.engine.metrics import MetricsLog, read_metrics
+from tui_trainer.yaml_io import dump_yaml
+
+EventCallback = Callable[[Event], None]
+PAUSE_POLL_S = 0.5
+HISTORY_LIMIT = 20_000
+
+
+class TrainingFault(Exception):
+    def __init__(self, fault: str, message: str, advice: str = "") -> None:
+        super().__init__(message)
+        self.fault, self.message, self.advice = fault, message, advice
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.cuda.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
+
+
+def new_run_id(preset: str, folder: Path) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = f"{preset}-{stamp}"
+    run_id, counter = base, 1
+    while (folder / run_id).exists():
+        counter += 1
+        run_id = f"{base}-{counter}"
+    return run_id
+
+
+@dataclass
+class RunHistory:
+    """Progress, epoch and hyperparameter records for charts after a resume. Bounded: past the limit,
+    every other progress record goes (epochs and hyperparameter changes always stay)."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        if len(self.records) > HISTORY_LIMIT:
+            progress = [index for index, rec in enumerate(self.records) if rec["type"] == "progress"]
+            drop = set(progress[::2])
+            self.records = [rec for index, rec in enumerate(self.records) if index not in drop]
+
+
+class Trainer:
+    """Trains one run. `run()` blocks until the run ends; call it from a worker thread under a UI.
+
+    on_event is called from the training thread and must return at once.
+    pause_on_fault: a non-finite loss or out-of-memory pauses the run (the app) instead of failing it
+    (headless).
+    """
+
+    def __init__(self, config: RunConfig, on_event: EventCallback | None = None, *,
+                 controls: Controls | None = None, resume_from: str | Path | None = None,
+                 run_id: str | None = None, pause_on_fault: bool = False, start_paused: bool = False) -> None:
+        self.config = config
+        self.on_event = on_event or (lambda event: None)
+        self.controls = controls or Controls()
+        self.resume_from = Path(resume_from) if resume_from else None
+        self.run_id = run_id
+        self.pause_on_fault = pause_on_fault
+        self.start_paused = start_paused
+        self.state = "starting"
+        self.epoch = 1
+        self.position = 0
+        self.step = 0
+        self.last_checkpoint: str | None = None
+        self.history = RunHistory()
+        self._stop: Stop | None = None
+        self._paused = False
+        self._metrics_log: MetricsLog | None = None
+
+    # ------------------------------------------------------------ setup
+
+    def setup(self) -> None:
+        config = self.config
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        try:
+            self.device = torch.device(resolve_device(config.device))
+        except DeviceError as error:
+            raise ConfigError("", "device", str(error).partition(": ")[2]) from None
+        if config.precision == "fp16" and self.device.type != "cuda":
+            raise ConfigError("", "precision", f"fp16 needs a CUDA device; this run is on {self.device}; "
+                                               "use bf16 or fp32")
+
+        self.data = build_dataset(config.data.source, config.data.options, config.data.val_split, config.seed)
+        if config.data.batch_size > self.data.train_size:
+            raise ConfigError("", "data.batch_size", f"{config.data.batch_size} is larger than the training set "
+                                                     f"({self.data.train_size} samples)")
+        self._place_data(self.data)
+        self.steps_per_epoch = self._steps_per_epoch()
+        self.total_steps = config.epochs * self.steps_per_epoch
+        if config.max_steps:
+            self.total_steps = min(self.total_steps, config.max_steps)
+
+        self.model = build_model(config.model.name, config.model.import_target, config.model.options,
+                                 self.data.input_shape, self.data.num_outputs).to(self.device)
+        self.forward = self._maybe_compile(self.model)
+        self.loss_fn = build_loss(config.loss.name, config.loss.options, self.data.num_outputs)
+        hyperparameters = config.optimizer.model_dump(exclude={"name"})
+        self.optimizer = build_optimizer(config.optimizer.name, self.model.parameters(), hyperparameters)
+        self.scheduler = schedules.build_scheduler(config, self.optimizer, self.steps_per_epoch, self.total_steps)
+        self.scheduler_per_step = schedules.steps_per_step(self.scheduler)
+        self.scaler = torch.amp.GradScaler(self.device.type) if config.precision == "fp16" else None
+        autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+        self.autocast = (
+            (lambda: torch.autocast(self.device.type, dtype=autocast_dtype)) if autocast_dtype
+            else contextlib.nullcontext
+        )
+        self.shuffle_generator = torch.Generator().manual_seed(config.seed + 1)
+        self.epoch_order_state = self.shuffle_generator.get_state()
+
+        self.best: dict[str, float] = {}
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.stopping_best: float | None = None
+        self.bad_epochs = 0
+        self.last_val: dict[str, float] = {}
+        self.last_train: dict[str, float] = {}
+        self.elapsed_before = 0.0
+        self.epoch_totals = [0.0, 0.0, 0]  # loss sum (per-sample), correct, samples
+
+        self._open_run_folder()
+        if self.resume_from:
+            self._restore(checkpoints.load_checkpoint(self.resume_from, map_location=str(self.device)))
+
+    def _place_data(self, data: DataBundle) -> None:
+        if data.in_memory:
+            self.train_x, self.train_y = (tensor.to(self.device) for tensor in data.train)
+            self.val_x, self.val_y = (tensor.to(self.device) for tensor in data.val)
+
+    def _steps_per_epoch(self) -> int:
+        size, batch = self.data.train_size, self.config.data.batch_size
+        steps, remainder = divmod(size, batch)
+        # A last batch of one sample breaks BatchNorm in training; it is dropped.
+        return steps + (1 if remainder > 1 else 0)
+
+    def _maybe_compile(self, model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        if not self.config.compile:
+            return model
+        try:
+            return torch.compile(model)
+        except Exception as error:  # backend missing, unsupported platform ...
+            self._emit(Warning(f"torch.compile unavailable ({type(error).__name__}: {error}); running eagerly"))
+            return model
+
+    def _open_run_folder(self) -> None:
+        root = Path(self.config.checkpoint.dir).expanduser()
+        if self.resume_from is not None:
+            previous = self.resume_from.parent
+            self.run_id = self.run_id or previous.name
+            self.run_dir = previous
+        else:
+            self.run_id = self.run_id or new_run_id(self.config.name, root)
+            self.run_dir = root / self.run_id
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.run_dir, 0o700)
+        except OSError as error:
+            raise ConfigError("", "checkpoint.dir",
+                              f"cannot create {self.run_dir}: {error.strerror or error}") from None
+        checkpoints.clean_temporary_files(self.run_dir)
+        self._metrics_log = MetricsLog(self.run_dir / "metrics.jsonl")
+
+    def _write_config_file(self) -> None:
+        path = self.run_dir / "config.yaml"
+        temp = path.with_name(".config.yaml.tmp")
+        try:
+            temp.write_text(dump_yaml(self.config.to_dict()), encoding="utf-8")
+            os.replace(temp, path)
+        except OSError as error:
+            self._emit(Warning(f"could not write {path}: {error.strerror or error}"))
+
+    def _restore(self, payload: dict[str, Any]) -> None:
+        state = payload["trainer"]
+        try:
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise checkpoints.CheckpointError(self.resume_from, "does not fit this run's model or optimizer: "
+                                              f"{str(error).splitlines()[0]}") from None
+        if self.scheduler is not None and payload.get("scheduler"):
+            self.scheduler.load_state_dict(payload["scheduler"])
+        if self.scaler is not None and payload.get("scaler"):
+            self.scaler.load_state_dict(payload["scaler"])
+        self.epoch, self.position, self.step = state["epoch"], state["position"], state["step"]
+        self.epoch_order_state = state["epoch_order_state"]
+        self.shuffle_generator.set_state(self.epoch_order_state)
+        self.best, self.best_value, self.best_epoch = state["best"], state["best_value"], state["best_epoch"]
+        self.stopping_best, self.bad_epochs = state["stopping_best"], state["bad_epochs"]
+        self.last_val, self.last_train = state["last_val"], state["last_train"]
+        self.elapsed_before = state["elapsed_s"]
+        self.epoch_totals = list(state["epoch_totals"])
+        self.history.records = list(payload.get("history", []))
+        checkpoints.restore_rng(payload["rng"])
+        on_disk = read_metrics(self.run_dir / "metrics.jsonl")
+        if on_disk and on_disk[-1].get("step", 0) > self.step:
+            # Resuming from an earlier point than the run reached: branch into a new folder rather
+            # than mixing two futures in one metrics.jsonl.
+            self._metrics_log = None
+            self.run_id = f"{self.run_id}-from-s{self.step}"
+            self.run_dir = self.run_dir.parent / self.run_id
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._metrics_log = MetricsLog(self.run_dir / "metrics.jsonl")
+            for record in self.history.records:
+                self._metrics_log.write(record)
+
+    # ------------------------------------------------------------ events
+
+    def _emit(self, event: Event) -> None:
+        self.on_event(event)
+
+    def _record(self, event: Event) -> None:
+        record = {**event.to_dict(), "time": time.time()}
+        self.history.add(record)
+        if self._metrics_log is not None:
+            try:
+                self._metrics_log.write(record)
+            except OSError as error:
+                self._metrics_log = None
+                self._emit(Warning(f"metrics.jsonl is no longer written: {error.strerror or error}"))
+        self._emit(event)
+
+    def _set_state(self, state: str, reason: str = "") -> None:
+        self.state = state
+        self._emit(StateChanged(state, reason))
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + (time.perf_counter() - self._clock_start) - self._paused_s
+
+    # ------------------------------------------------------------ run
+
+    def run(self) -> RunFinished:
+        """Set up, train to the end (or a stop), save, clean up. Setup errors (ConfigError, DatasetError,
+        CheckpointError) propagate before any training; training faults end in a RunFinished."""
+        self._set_state("starting")
+        self.setup()
+        self._write_config_file()
+        self._clock_start = time.perf_counter()
+        self._paused_s = 0.0
+        self._emit(RunStarted(
+            run_id=self.run_id, run_dir=str(self.run_dir), preset=self.config.name, task=self.config.task,
+            device=str(self.device), device_name=device_name(str(self.device)),
+            model=self.config.model.name or self.config.model.import_target or "",
+            parameters=sum(p.numel() for p in self.model.parameters()),
+            train_samples=self.data.train_size, val_samples=self.data.val_size, epochs=self.config.epochs,
+            steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps, start_epoch=self.epoch,
+            start_step=self.step, lr=self.lr, config=self.config.to_dict(), history=list(self.history.records),
+        ))
+        state, message = "finished", ""
+        self._session_start_step = self.step
+        try:
+            if self.start_paused:
+                self.controls.send(Pause())
+            self._set_state("running")
+            message = self._train()
+            if self._stop is not None:
+                state = "stopped"
+        except _Stopped:
+            state, message = "stopped", self._stop.reason if self._stop else ""
+        except TrainingFault as fault:
+            state, message = "failed", fault.message
+            self._emit(RunFailed(fault.message, fault.fault, fault.advice))
+        except Exception as error:
+            state, message = "failed", f"{type(error).__name__}: {error}"
+            self._emit(RunFailed(message, "error"))
+        if self._stop is None or self._stop.save:
+            self.save(self.run_dir / "last.pt", "last")
+        self._set_state(state, message)
+        if self._metrics_log is not None:
+            self._metrics_log.close()
+        finished = RunFinished(
+            state=state, epoch=self.epoch, step=self.step, elapsed_s=self._elapsed(), best=dict(self.best),
+            last={**self.last_train, **self.last_val}, best_epoch=self.best_epoch, checkpoint=self.last_checkpoint,
+            message=message,
+        )
+        self._emit(finished)
+        return finished
+
+    def _train(self) -> str:
+        """Train until the last epoch, max_steps, early stopping or a Stop; returns why it ended."""
+        every_steps = self.config.logging.every_steps
+        every_s = self.config.logging.every_ms / 1000
+        task_is_classification = self.config.task == "classification"
+        zero = torch.zeros((), device=self.device)
+        while self.epoch <= self.config.epochs and self.step < self.total_steps:
+            self.model.train()
+            window_loss, window_correct, window_samples, window_steps = zero.clone(), zero.clone(), 0, 0
+            window_start = time.perf_counter()
+            for inputs, targets in self._batches():
+                if self.controls.has_pending():
+                    window_start += self._serve(self.controls.drain())
+                    if self._stop is not None:
+                        break
+                outputs, loss = self._step(inputs, targets)
+                window_loss += loss.detach().float() * len(targets)
+                if task_is_classification:
+                    window_correct += (outputs.detach().argmax(1) == targets).sum()
+                window_samples += len(targets)
+                window_steps += 1
+                self.step += 1
+                self.position += 1
+                now = time.perf_counter()
+                if window_steps >= every_steps or now - window_start >= every_s:
+                    self._progress(window_loss, window_correct, window_samples, now - window_start)
+                    window_loss.zero_()
+                    window_correct.zero_()
+                    window_samples = window_steps = 0
+                    window_start = time.perf_counter()
+                if self.step >= self.total_steps:
+                    break
+            if window_samples:
+                self._progress(window_loss, window_correct, window_samples, time.perf_counter() - window_start)
+            if self._stop is not None:
+                return self._stop.reason
+            reason = self._end_epoch()
+            if reason:
+                return reason
+        return ""
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This epoch's batches from self.position on; the order is fixed by the generator state saved at
+        the epoch's start, so a resumed run sees the same batches."""
+        size, batch = self.data.train_size, self.config.data.batch_size
+        if self.position == 0:
+            self.epoch_order_state = self.shuffle_generator.get_state()
+        else:
+            self.shuffle_generator.set_state(self.epoch_order_state)
+        if self.config.data.shuffle:
+            order = torch.randperm(size, generator=self.shuffle_generator)
+        else:
+            order = torch.arange(size)
+        starts = range(self.position * batch, self.steps_per_epoch * batch, batch)
+        if self.data.in_memory:
+            order = order.to(self.device)
+            for start in starts:
+                index = order[start:start + batch]
+                yield self.train_x[index], self.train_y[index]
+            return
+        from torch.utils.data import DataLoader
+
+        batches = [order[start:start + batch].tolist() for start in starts]
+        loader = DataLoader(self.data.train, batch_sampler=batches, num_workers=self.config.data.num_workers,
+                            pin_memory=self.device.type == "cuda")
+        for inputs, targets in loader:
+            yield (inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True))
+
+    def _step(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        while True:
+            try:
+                return self._optimizer_step(inputs, targets)
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                self._recover_from_out_of_memory()
+
+    def _optimizer_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.autocast():
+            outputs = self._forward(inputs)
+            loss = self.loss_fn(outputs, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        clip = self.config.grad_clip
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if clip:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.optimizer.step()
+        if self.scheduler_per_step:
+            self.scheduler.step()
+        return outputs, loss
+
+    def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.forward is self.model:
+            return self.model(inputs)
+        try:
+            return self.forward(inputs)
+        except Exception as error:
+            if is_out_of_memory(error):
+                raise
+            self.forward = self.model
+            self._emit(Warning(f"torch.compile failed ({type(error).__name__}); running eagerly"))
+            return self.model(inputs)
+
+    def _recover_from_out_of_memory(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        advice = f"try a smaller batch size (now {self.config.data.batch_size}) or a smaller model"
+        message = f"out of memory on {self.device} at step {self.step}"
+        if not self.pause_on_fault:
+            raise TrainingFault("out_of_memory", message, advice)
+        self._emit(RunFailed(message, "out_of_memory", advice))
+        self._pause_for_fault(f"{message}: {advice}")
+
+    def _pause_for_fault(self, reason: str) -> None:
+        self._paused = True
+        self._set_state("paused", reason)
+        self._wait_while_paused()
+        if self._stop is not None:
+            raise _Stopped
+
+    def _progress(self, loss_sum: torch.Tensor, correct: torch.Tensor, samples: int, window_s: float) -> None:
+        loss_total, correct_total = torch.stack([loss_sum, correct.float()]).tolist()  # the one device read
+        self.epoch_totals[0] += loss_total
+        self.epoch_totals[1] += correct_total
+        self.epoch_totals[2] += samples
+        train_loss = loss_total / samples
+        accuracy = correct_total / samples if self.config.task == "classification" else None
+        elapsed = self._elapsed()
+        done = self.step - self._session_start_step
+        rate = done / max(1e-9, elapsed - self.elapsed_before) if done else 0.0
+        eta = (self.total_steps - self.step) / rate if rate > 0 else None
+        self._record(Progress(
+            epoch=self.epoch, step=self.step, epoch_step=self.position, steps_per_epoch=self.steps_per_epoch,
+            total_steps=self.total_steps, train_loss=train_loss, train_accuracy=accuracy, lr=self.lr,
+            samples_per_s=samples / max(window_s, 1e-9), elapsed_s=elapsed, eta_s=eta,
+            devices=cuda_memory_figures(str(self.device)),
+        ))
+        if not math.isfinite(train_loss):
+            self._non_finite(f"training loss is {train_loss} at step {self.step}")
+
+    def _non_finite(self, message: str) -> None:
+        advice = "lower the learning rate (e), set grad_clip, or load the last good checkpoint (l)"
+        if not self.pause_on_fault:
+            raise TrainingFault("non_finite", message, advice)
+        self._emit(RunFailed(message, "non_finite", advice))
+        self._pause_for_fault(f"{message}; {advice}")
+
+    # ------------------------------------------------------------ epoch end
+
+    def _end_epoch(self) -> str:
+        totals = self.epoch_totals
+        self.last_train = {"train_loss": totals[0] / max(1, totals[2])}
+        if self.config.task == "classification":
+            self.last_train["train_accuracy"] = totals[1] / max(1, totals[2])
+        self.last_val = self.validate()
+        completed = self.epoch
+        is_best = self._update_best(completed)
+        if self.scheduler is not None and not self.scheduler_per_step:
+            monitored = self.last_val.get(self.config.checkpoint.monitor)
+            if monitored is not None and math.isfinite(monitored):
+                self.scheduler.step(monitored)
+        self._record(EpochEnded(epoch=completed, step=self.step, train=self.last_train, val=self.last_val,
+                                lr=self.lr, elapsed_s=self._elapsed(), is_best=is_best))
+        self.epoch += 1
+        self.position = 0
+        self.epoch_totals = [0.0, 0.0, 0]
+        if not math.isfinite(self.last_val["val_loss"]):
+            self._non_finite(f"validation loss is {self.last_val['val_loss']} after epoch {completed}")
+        checkpoint = self.config.checkpoint
+        if is_best and checkpoint.save_best:
+            self.save(self.run_dir / "best.pt", "best")
+        if checkpoint.every_epochs and completed % checkpoint.every_epochs == 0:
+            self.save(self.run_dir / f"epoch-{completed:04d}.pt", "epoch")
+            self._prune_periodic()
+        if self._early_stop(completed):
+            return f"early stopping: {self.config.early_stopping.monitor} did not improve for " \
+                   f"{self.config.early_stopping.patience} epochs"
+        return ""
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """One pass over the validation data in eval mode; one device read at the end."""
+        self.model.eval()
+        regression = self.config.task == "regression"
+        # loss sum, then correct (classification) or |error|, error^2, y, y^2 sums (regression)
+        sums = torch.zeros(5, device=self.device)
+        count = 0
+        for inputs, targets in self._val_batches():
+            with self.autocast():
+                outputs = self.model(inputs)
+                loss = self.loss_fn(outputs, targets)
+            outputs = outputs.float()
+            if regression:
+                error = outputs - targets
+                sums += torch.stack([loss.float() * len(targets), error.abs().sum(), (error * error).sum(),
+                                     targets.sum(), (targets * targets).sum()])
+            else:
+                correct = (outputs.argmax(1) == targets).sum().float()
+                sums[:2] += torch.stack([loss.float() * len(targets), correct])
+            count += len(targets)
+        loss_sum, first, squared, total_y, total_y2 = sums.tolist()  # the one device read
+        self.model.train()
+        metrics = {"val_loss": loss_sum / count}
+        if regression:
+            variance = total_y2 - total_y * total_y / count
+            metrics["val_mae"] = first / count
+            metrics["val_r2"] = 1 - squared / variance if variance > 0 else float("nan")
+        else:
+            metrics["val_accuracy"] = first / count
+        return metrics
+
+    def _val_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        batch = max(self.config.data.batch_size, 256)
+        if self.data.in_memory:
+            for start in range(0, len(self.val_x), batch):
+                yield self.val_x[start:start + batch], self.val_y[start:start + batch]
+            return
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(self.data.val, batch_size=batch, num_workers=self.config.data.num_workers,
+                            pin_memory=self.device.type == "cuda")
+        for inputs, targets in loader:
+            yield inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
+
+    def _update_best(self, epoch: int) -> bool:
+        metric = self.config.checkpoint.monitor
+        value = self.last_val.get(metric)
+        if value is None or not math.isfinite(value):
+            return False
+        better = self.best_value is None or (
+            value < self.best_value if metric_mode(metric) == "min" else value > self.best_value)
+        if better and self._weights_finite():
+            self.best_value, self.best_epoch = value, epoch
+            self.best = {**self.last_train, **self.last_val}
+            return True
+        return False
+
+    def _early_stop(self, epoch: int) -> bool:
+        rule = self.config.early_stopping
+        if rule is None:
+            return False
+        value = self.last_val.get(rule.monitor)
+        mode = rule.mode or metric_mode(rule.monitor)
+        if value is None or not math.isfinite(value):
+            improved = False
+        elif self.stopping_best is None:
+            improved = True
+        elif mode == "min":
+            improved = value < self.stopping_best - rule.min_delta
+        else:
+            improved = value > self.stopping_best + rule.min_delta
+        if improved:
+            self.stopping_best, self.bad_epochs = value, 0
+        else:
+            self.bad_epochs += 1
+        return self.bad_epochs >= rule.patience
+
+    def _weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+
+    # ------------------------------------------------------------ commands
+
+    def _serve(self, commands: list[Command]) -> float:
+        """Apply commands at this step boundary; blocks while paused. Returns the seconds spent paused."""
+        for command in commands:
+            self._apply(command)
+        return self._wait_while_paused()
+
+    def _wait_while_paused(self) -> float:
+        started = time.perf_counter()
+        while self._paused and self._stop is None:
+            command = self.controls.wait(PAUSE_POLL_S)
+            if command is not None:
+                self._apply(command)
+        waited = time.perf_counter() - started
+        self._paused_s += waited
+        return waited
+
+    def _apply(self, command: Command) -> None:
+        if isinstance(command, Pause) and not self._paused:
+            self._paused = True
+            self._set_state("paused")
+        elif isinstance(command, Resume) and self._paused:
+            self._paused = False
+            self._set_state("running")
+        elif isinstance(command, Stop):
+            self._stop = command
+            self._paused = False
+            self._set_state("stopping", command.reason)
+        elif isinstance(command, SetHyperparameters):
+            self._set_hyperparameters(command)
+        elif isinstance(command, Save):
+            path = Path(command.path) if command.path else self.run_dir / f"manual-e{self.epoch}-s{self.step}.pt"
+            self.save(path, "manual")
+
+    def _set_hyperparameters(self, command: SetHyperparameters) -> None:
+        changes, previous = {}, {}
+        group = self.optimizer.param_groups[0]
+        for key, value in command.changes().items():
+            if key == "lr":
+                if not (value > 0 and math.isfinite(value)):
+                    self._emit(Warning(f"lr must be a number > 0; given {value}; unchanged"))
+                    continue
+                previous[key] = schedules.base_learning_rate(self.optimizer, self.scheduler)
+                schedules.set_base_learning_rate(self.optimizer, self.scheduler, value)
+            elif key not in group or (key == "momentum" and "momentum" not in
+                                      OPTIMIZERS[self.config.optimizer.name].hyperparameters):
+                self._emit(Warning(f"{self.config.optimizer.name} has no {key}; unchanged"))
+                continue
+            else:
+                if not (value >= 0 and math.isfinite(value)) or (key == "momentum" and value >= 1):
+                    self._emit(Warning(f"{key} must be a number in range; given {value}; unchanged"))
+                    continue
+                previous[key] = group[key]
+                for each in self.optimizer.param_groups:
+                    each[key] = value
+            changes[key] = value
+        if changes:
+            self._record(HyperparametersChanged(step=self.step, epoch=self.epoch, changes=changes, previous=previous))
+
+    # ------------------------------------------------------------ save
+
+    def checkpoint_payload(self, reason: str) -> dict[str, Any]:
+        return {
+            "format": checkpoints.FORMAT,
+            "format_version": checkpoints.FORMAT_VERSION,
+            "meta": {
+                "run_id": self.run_id, "preset": self.config.name, "task": self.config.task,
+                "epoch": self.epoch - 1 if self.position == 0 else self.epoch, "epoch_complete": self.position == 0,
+                "step": self.step, "val": dict(self.last_val), "train": dict(self.last_train),
+                "saved_at": time.time(), "reason": reason,
+                "versions": {"tui_trainer": __version__, "torch": torch.__version__,
+                             "python": platform.python_version()},
+            },
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "trainer": {
+                "epoch": self.epoch, "position": self.position, "step": self.step,
+                # At an epoch boundary the next epoch's order starts from the generator as it is now.
+                "epoch_order_state": self.epoch_order_state if self.position else self.shuffle_generator.get_state(),
+                "best": dict(self.best),
+                "best_value": self.best_value, "best_epoch": self.best_epoch,
+                "stopping_best": self.stopping_best, "bad_epochs": self.bad_epochs,
+                "last_val": dict(self.last_val), "last_train": dict(self.last_train),
+                "elapsed_s": self._elapsed(), "epoch_totals": list(self.epoch_totals),
+            },
+            "rng": checkpoints.capture_rng(),
+            "history": list(self.history.records),
+        }
+
+    def save(self, path: Path, reason: str) -> str | None:
+        """Write a checkpoint now (we are at a step boundary). Never writes non-finite weights."""
+        if not self._weights_finite():
+            self._emit(CheckpointFailed(str(path), "weights are not finite; the last good checkpoint is kept",
+                                        reason))
+            return None
+        try:
+            size = checkpoints.save_checkpoint(path, self.checkpoint_payload(reason))
+        except checkpoints.CheckpointError as error:
+            self._emit(CheckpointFailed(str(path), error.message, reason))
+            return None
+        self.last_checkpoint = str(path)
+        self._emit(CheckpointSaved(str(path), size, self.epoch, self.step, reason))
+        return str(path)
+
+    def _prune_periodic(self) -> None:
+        periodic = sorted(self.run_dir.glob("epoch-*.pt"))
+        for old in periodic[: -self.config.checkpoint.keep_last]:
+            with contextlib.suppress(OSError):
+                old.unlink()
+
+
+class _Stopped(Exception):
+    """A stop arrived while paused for a fault."""
