@@ -1,0 +1,50 @@
+"""What the command line asks for, shared by the headless runner and the app.
+
+Building the RunConfig from these options happens here too, so both faces read presets, overrides and
+resumed checkpoints the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tui_trainer import presets
+from tui_trainer.config import ConfigError, RunConfig, apply_overrides, config_from_dict
+
+
+@dataclass
+class LaunchOptions:
+    preset: str | None = None
+    """A preset's name or a YAML file's path; None: the default preset (or the resumed checkpoint's config)."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Dotted keys to values, from --lr, --epochs ... and --set key=value."""
+    presets_dir: str | None = None
+    resume: str | None = None
+    """A checkpoint to continue from."""
+    start: bool = False
+    """The app starts training at once instead of waiting on the setup screen."""
+    json: bool = False
+
+
+def resolve_config(options: LaunchOptions) -> tuple[RunConfig, Path | None]:
+    """The run's config and where it came from (the preset file; None for a resumed checkpoint).
+
+    Resuming takes the checkpoint's own config, with the command line's overrides on top.
+    Raises ConfigError (or CheckpointError) with a one-line message.
+    """
+    if options.resume:
+        from tui_trainer.engine.checkpoints import load_checkpoint
+
+        raw = load_checkpoint(options.resume, mmap=True)["config"]
+        source = str(options.resume)
+        raw = apply_overrides(raw, options.overrides, source=source) if options.overrides else raw
+        return config_from_dict(raw, source=source), None
+    path, raw = presets.load(options.preset or presets.DEFAULT_PRESET, options.presets_dir)
+    if options.overrides:
+        raw = apply_overrides(raw, options.overrides, source=str(path))
+    return config_from_dict(raw, source=str(path)), path
+
+
+__all__ = ["ConfigError", "LaunchOptions", "resolve_config"]
