@@ -121,7 +121,8 @@ class SchedulerConfig(Section):
     def _only_what_it_takes(self) -> SchedulerConfig:
         for field in sorted(self.model_fields_set - {"name"}):
             allowed = self.TAKES[self.name]
-            if field not in allowed:
+            # A saved config lists every field with its default; only a changed value is a mistake.
+            if field not in allowed and getattr(self, field) != type(self).model_fields[field].default:
                 raise CatalogError(f"scheduler.{field}",
                                    f"scheduler {self.name!r} does not take {field}; it takes: "
                                    f"{', '.join(allowed) or 'nothing'}")

@@ -20,6 +20,8 @@ class LaunchOptions:
     """A preset's name or a YAML file's path; None: the default preset (or the resumed checkpoint's config)."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """Dotted keys to values, from --lr, --epochs ... and --set key=value."""
+    override_sources: dict[str, str] = field(default_factory=dict)
+    """Dotted key -> the flag that set it, so an error names the flag rather than the preset file."""
     presets_dir: str | None = None
     resume: str | None = None
     """A checkpoint to continue from."""
@@ -37,14 +39,24 @@ def resolve_config(options: LaunchOptions) -> tuple[RunConfig, Path | None]:
     if options.resume:
         from tui_trainer.engine.checkpoints import load_checkpoint
 
-        raw = load_checkpoint(options.resume, mmap=True)["config"]
+        raw, path = load_checkpoint(options.resume, mmap=True)["config"], None
         source = str(options.resume)
+    else:
+        path, raw = presets.load(options.preset or presets.DEFAULT_PRESET, options.presets_dir)
+        source = str(path)
+    try:
         raw = apply_overrides(raw, options.overrides, source=source) if options.overrides else raw
-        return config_from_dict(raw, source=source), None
-    path, raw = presets.load(options.preset or presets.DEFAULT_PRESET, options.presets_dir)
-    if options.overrides:
-        raw = apply_overrides(raw, options.overrides, source=str(path))
-    return config_from_dict(raw, source=str(path)), path
+        return config_from_dict(raw, source=source), path
+    except ConfigError as error:
+        raise _blame_flag(error, options) from None
+
+
+def _blame_flag(error: ConfigError, options: LaunchOptions) -> ConfigError:
+    """An error in a field that a flag set names that flag, not the preset file."""
+    for key, flag in options.override_sources.items():
+        if error.path == key or error.path.startswith(key + "."):
+            return ConfigError(flag, error.path, error.message)
+    return error
 
 
 __all__ = ["ConfigError", "LaunchOptions", "resolve_config"]

@@ -477,7 +477,7 @@ class Trainer:
             self._non_finite(f"training loss is {train_loss} at step {self.step}")
 
     def _non_finite(self, message: str) -> None:
-        advice = "lower the learning rate (e), set grad_clip, or load the last good checkpoint (l)"
+        advice = "lower the learning rate, set grad_clip, or continue from the last good checkpoint"
         if not self.pause_on_fault:
             raise TrainingFault("non_finite", message, advice)
         self._emit(RunFailed(message, "non_finite", advice))
@@ -667,7 +667,7 @@ class Trainer:
                 "epoch": self.epoch - 1 if self.position == 0 else self.epoch, "epoch_complete": self.position == 0,
                 "step": self.step, "val": dict(self.last_val), "train": dict(self.last_train),
                 "saved_at": time.time(), "reason": reason,
-                "versions": {"tui_trainer": __version__, "torch": torch.__version__,
+                "versions": {"tui_trainer": __version__, "torch": str(torch.__version__),
                              "python": platform.python_version()},
             },
             "config": self.config.to_dict(),

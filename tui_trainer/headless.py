@@ -1,0 +1,260 @@
+"""Headless runs: the Trainer in the main thread, progress on stdout, signals that save before exiting.
+
+On a terminal a Rich progress display; otherwise one plain line per epoch and every few seconds, fit
+for CI logs; with --json one JSON object per event.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, TextIO
+
+from tui_trainer.engine.controls import Controls
+from tui_trainer.engine.events import (
+    CheckpointFailed,
+    CheckpointSaved,
+    EpochEnded,
+    Event,
+    HyperparametersChanged,
+    Progress,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StateChanged,
+    Warning,
+)
+from tui_trainer.launch import LaunchOptions
+from tui_trainer.listing import human_bytes
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+PLAIN_EVERY_S = 5.0
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _metrics_text(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+
+
+class PlainReporter:
+    """Lines for logs: the start, every epoch, progress every few seconds, checkpoints, the end."""
+
+    def __init__(self, out: TextIO, every_s: float = PLAIN_EVERY_S) -> None:
+        self.out = out
+        self.every_s = every_s
+        self._last_line = 0.0
+        self.epochs = 0
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.epochs = event.epochs
+            resumed = f", resumed at step {event.start_step}" if event.start_step else ""
+            self._print(f"run {event.run_id}: {event.preset} on {event.device} ({event.device_name}), "
+                        f"{event.parameters:,} parameters, {event.train_samples} train / {event.val_samples} "
+                        f"val samples, {event.total_steps} steps{resumed}")
+            self._print(f"run folder: {event.run_dir}")
+            self._last_line = time.monotonic()
+        elif isinstance(event, Progress):
+            now = time.monotonic()
+            if now - self._last_line >= self.every_s:
+                self._last_line = now
+                self._print(progress_line(event, self.epochs))
+        elif isinstance(event, EpochEnded):
+            best = "  (best)" if event.is_best else ""
+            self._print(f"epoch {event.epoch}/{self.epochs}  step {event.step}  {_metrics_text(event.train)}  "
+                        f"{_metrics_text(event.val)}  lr {event.lr:.3g}{best}")
+        else:
+            line = event_line(event)
+            if line:
+                self._print(line)
+
+
+def progress_line(event: Progress, epochs: int) -> str:
+    accuracy = f"  acc {event.train_accuracy:.4f}" if event.train_accuracy is not None else ""
+    return (f"epoch {event.epoch}/{epochs}  step {event.step}/{event.total_steps}  loss {event.train_loss:.4f}"
+            f"{accuracy}  {event.samples_per_s:,.0f} samples/s  eta {format_duration(event.eta_s)}")
+
+
+def event_line(event: Event) -> str | None:
+    """The one line that events other than progress get in every output mode."""
+    if isinstance(event, CheckpointSaved):
+        return f"saved {event.path} ({human_bytes(event.size_bytes)}, {event.reason})"
+    if isinstance(event, CheckpointFailed):
+        return f"checkpoint not saved: {event.path}: {event.message}"
+    if isinstance(event, HyperparametersChanged):
+        changes = ", ".join(f"{key} {event.previous.get(key, '?')} -> {value}" for key, value in event.changes.items())
+        return f"step {event.step}: {changes}"
+    if isinstance(event, Warning):
+        return f"warning: {event.message}"
+    if isinstance(event, RunFailed):
+        advice = f" ({event.advice})" if event.advice else ""
+        return f"failed: {event.message}{advice}"
+    if isinstance(event, StateChanged) and event.state == "stopping":
+        return f"stopping: {event.reason or 'asked to stop'}; saving last.pt"
+    return None
+
+
+class RichReporter:
+    """A live progress bar on a terminal; epoch lines scroll above it. No refresh thread: the display is
+    redrawn when an event arrives, so it never competes with training for the interpreter."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            TimeRemainingColumn(),
+            console=console,
+            auto_refresh=False,
+            transient=True,
+        )
+        self.task = None
+        self.epochs = 0
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.epochs = event.epochs
+            self.console.print(f"[bold]{event.run_id}[/]: {event.preset} on {event.device} ({event.device_name}), "
+                               f"{event.parameters:,} parameters, {event.total_steps} steps")
+            self.console.print(f"run folder: {event.run_dir}")
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=event.total_steps, completed=event.start_step,
+                                               epoch=f"{event.start_epoch}/{event.epochs}", metrics="")
+        elif isinstance(event, Progress) and self.task is not None:
+            accuracy = f"  acc {event.train_accuracy:.4f}" if event.train_accuracy is not None else ""
+            self.progress.update(self.task, completed=event.step, epoch=f"{event.epoch}/{self.epochs}",
+                                 metrics=f"loss {event.train_loss:.4f}{accuracy}  {event.samples_per_s:,.0f} "
+                                         f"samples/s")
+            self.progress.refresh()
+        elif isinstance(event, EpochEnded):
+            best = " [green](best)[/]" if event.is_best else ""
+            self.console.print(f"epoch {event.epoch}/{self.epochs}  {_metrics_text(event.train)}  "
+                               f"{_metrics_text(event.val)}  lr {event.lr:.3g}{best}")
+            self.progress.refresh()
+        elif isinstance(event, RunFinished):
+            self.progress.stop()
+        else:
+            line = event_line(event)
+            if line:
+                self.console.print(line, markup=False, highlight=False)
+                self.progress.refresh()
+
+
+class JsonReporter:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def __call__(self, event: Event) -> None:
+        print(json.dumps(event.to_dict()), file=self.out, flush=True)
+
+
+def print_summary(result: RunFinished, out: TextIO) -> None:
+    lines = [f"{result.state}: {result.epoch - 1 if result.state == 'finished' else result.epoch} epoch(s), "
+             f"{result.step} steps in {format_duration(result.elapsed_s)}"]
+    if result.message:
+        lines.append(f"  {result.message}")
+    if result.best:
+        lines.append(f"  best (epoch {result.best_epoch}): {_metrics_text(result.best)}")
+    if result.last:
+        lines.append(f"  last: {_metrics_text(result.last)}")
+    if result.checkpoint:
+        lines.append(f"  checkpoint: {result.checkpoint}")
+        lines.append(f"  continue:   tui-trainer --headless --resume {result.checkpoint}")
+    print("\n".join(lines), file=out, flush=True)
+
+
+class SignalStop:
+    """SIGINT, SIGTERM and SIGHUP ask the trainer to save and stop at the next step boundary.
+    A second SIGINT gives up waiting (the last checkpoint on disk stays intact)."""
+
+    def __init__(self, controls: Controls, notify: Callable[[str], None]) -> None:
+        self.controls = controls
+        self.notify = notify
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> SignalStop:
+        for signum in STOP_SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
+        self.received = signum
+        self.controls.stop(save=True, reason=f"received {name}")
+        self.notify(f"{name}: saving and stopping after this step (Ctrl+C again to abandon)")
+
+
+def run_headless(options: LaunchOptions, out: TextIO | None = None) -> int:
+    from tui_trainer.catalog.datasets import DatasetError
+    from tui_trainer.catalog.models import ImportedModelError
+    from tui_trainer.config import ConfigError
+    from tui_trainer.engine.checkpoints import CheckpointError
+    from tui_trainer.launch import resolve_config
+
+    out = out or sys.stdout
+    bad_input = (ConfigError, CheckpointError, DatasetError, ImportedModelError)
+    try:
+        config, _ = resolve_config(options)
+    except bad_input as error:
+        print(f"tui-trainer: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    from tui_trainer.engine.trainer import Trainer
+
+    if options.json:
+        reporter: Callable[[Event], None] = JsonReporter(out)
+    elif out.isatty():
+        from rich.console import Console
+
+        reporter = RichReporter(Console(file=out))
+    else:
+        reporter = PlainReporter(out)
+    controls = Controls()
+    trainer = Trainer(config, reporter, controls=controls, resume_from=options.resume)
+    with SignalStop(controls, lambda message: print(message, file=sys.stderr, flush=True)) as signals:
+        try:
+            result = trainer.run()
+        except bad_input as error:
+            print(f"tui-trainer: error: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except KeyboardInterrupt:
+            print("tui-trainer: interrupted; the last checkpoint on disk is intact", file=sys.stderr)
+            return 128 + signal.SIGINT
+    if not options.json:
+        print_summary(result, out)
+    if result.state == "failed":
+        return EXIT_FAILED
+    if signals.received is not None:
+        return 128 + signals.received
+    return EXIT_OK
