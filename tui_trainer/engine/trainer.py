@@ -501,6 +501,7 @@ class Trainer:
                                 lr=self.lr, elapsed_s=self._elapsed(), is_best=is_best))
         self.epoch += 1
         self.position = 0
+        self.epoch_order_state = self.shuffle_generator.get_state()
         self.epoch_totals = [0.0, 0.0, 0]
         if not math.isfinite(self.last_val["val_loss"]):
             self._non_finite(f"validation loss is {self.last_val['val_loss']} after epoch {completed}")
@@ -677,8 +678,9 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "trainer": {
                 "epoch": self.epoch, "position": self.position, "step": self.step,
-                # At an epoch boundary the next epoch's order starts from the generator as it is now.
-                "epoch_order_state": self.epoch_order_state if self.position else self.shuffle_generator.get_state(),
+                # The generator state this epoch's order is drawn from (the next epoch's, after an epoch ends),
+                # also when a stop or save comes after the order was drawn but before the epoch's first step.
+                "epoch_order_state": self.epoch_order_state,
                 "best": dict(self.best),
                 "best_value": self.best_value, "best_epoch": self.best_epoch,
                 "stopping_best": self.stopping_best, "bad_epochs": self.bad_epochs,
