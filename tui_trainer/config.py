@@ -38,7 +38,15 @@ class ConfigError(Exception):
     def __init__(self, source: str, path: str, message: str) -> None:
         self.source, self.path, self.message = source, path, message
         where = ": ".join(part for part in (source, path) if part)
-        super().__init__(f"{where}: {message}" if where else message)
+        super().__init__(_one_line(f"{where}: {message}" if where else message))
+
+
+_LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines() breaks on
+
+
+def _one_line(text: str) -> str:
+    """Escape line breaks (a key or a file name may hold one), so the message stays one line."""
+    return "".join(repr(char)[1:-1] if char in _LINE_BREAKS else char for char in text)
 
 
 class Section(BaseModel):
@@ -292,7 +300,8 @@ def _from_validation(error: ValidationError, root: type[BaseModel], prefix: str 
         message = f"given {_short(given)}; allowed: {first['ctx']['expected']}"
     elif kind == "string_pattern_mismatch":
         field = _model_at(root, loc)
-        description = field.model_fields[loc[-1]].description if field and loc[-1] in field.model_fields else ""
+        by_key = {info.alias or name: info for name, info in field.model_fields.items()} if field else {}
+        description = by_key[loc[-1]].description if loc[-1] in by_key else ""
         message = f"given {_short(given)}; allowed: {description or first['ctx']['pattern']}"
     elif kind == "value_error":
         message = str(first["ctx"]["error"])
@@ -384,6 +393,8 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any], source: str = "") -> dict[str, Any]:
     """Return a copy of raw with dotted keys set. Switching a model, loss, dataset or optimizer by name
     drops the old choice's options, which the new one would reject."""
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "", f"a preset is a mapping of keys to values; given {type(raw).__name__}")
     result = copy.deepcopy(raw)
     for key, value in overrides.items():
         parts = key.split(".")
