@@ -343,9 +343,9 @@ class Trainer:
                     if self._stop is not None:
                         break
                 outputs, loss = self._step(inputs, targets)
-                window_loss += loss.detach().float() * len(targets)
+                window_loss.add_(loss.detach(), alpha=len(targets))
                 if task_is_classification:
-                    window_correct += (outputs.detach().argmax(1) == targets).sum()
+                    window_correct.add_((outputs.detach().argmax(1) == targets).sum())
                 window_samples += len(targets)
                 window_steps += 1
                 self.step += 1
