@@ -1,0 +1,184 @@
+"""What the cockpit costs training: steps/s of the same work run four ways, interleaved, median of N.
+
+(a) tutorial: a DataLoader over a TensorDataset, loss.item() every step.
+(b) hand-written best: the engine's tricks by hand (device-resident batches by index, losses summed on the
+    device and read every 50 steps, zero_grad(set_to_none=True), the fused optimizer).
+(c) headless: `tui-trainer --headless --json` in this process (the same code path as the command).
+(d) app: the full Textual app under App.run_test, charts and gauges updating.
+
+Each does the same epochs of training plus a validation pass per epoch on the same data and model.
+Run: python benchmarks/overhead.py [--repeats 5] [--workloads small,large] [--no-app]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import WORKLOADS, interleave, median, report, workload_config
+
+import torch
+from torch import nn
+
+from tui_trainer.catalog.datasets import build_dataset
+from tui_trainer.catalog.models import build_model
+from tui_trainer.config import RunConfig
+from tui_trainer.yaml_io import dump_yaml
+
+
+def _prepare(config: RunConfig, fused: bool = False):
+    data = build_dataset(config.data.source, config.data.options, config.data.val_split, config.seed)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model.name, None, config.model.options, data.input_shape, data.num_outputs)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.optimizer.lr, fused=fused or None)
+    return data, model, optimizer, nn.CrossEntropyLoss()
+
+
+def _steps_per_epoch(size: int, batch: int) -> int:
+    steps, remainder = divmod(size, batch)
+    return steps + (1 if remainder > 1 else 0)
+
+
+def tutorial_loop(config: RunConfig) -> float:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    data, model, optimizer, loss_fn = _prepare(config)
+    batch = config.data.batch_size
+    drop_last = len(data.train[0]) % batch == 1
+    loader = DataLoader(TensorDataset(*data.train), batch_size=batch, shuffle=True, drop_last=drop_last)
+    val_loader = DataLoader(TensorDataset(*data.val), batch_size=batch)
+    steps = 0
+    start = time.perf_counter()
+    for _ in range(config.epochs):
+        model.train()
+        running_loss, correct, seen = 0.0, 0, 0
+        for inputs, targets in loader:
+            optimizer.zero_grad()
+            outputs = model(inputs)
+            loss = loss_fn(outputs, targets)
+            loss.backward()
+            optimizer.step()
+            running_loss += loss.item()
+            correct += (outputs.argmax(1) == targets).sum().item()
+            seen += len(targets)
+            steps += 1
+        model.eval()
+        val_loss, val_correct = 0.0, 0
+        with torch.no_grad():
+            for inputs, targets in val_loader:
+                outputs = model(inputs)
+                val_loss += loss_fn(outputs, targets).item() * len(targets)
+                val_correct += (outputs.argmax(1) == targets).sum().item()
+    return steps / (time.perf_counter() - start)
+
+
+def hand_written_loop(config: RunConfig, read_every: int = 50) -> float:
+    data, model, optimizer, loss_fn = _prepare(config, fused=True)
+    train_x, train_y = data.train
+    val_x, val_y = data.val
+    batch = config.data.batch_size
+    steps_per_epoch = _steps_per_epoch(len(train_x), batch)
+    generator = torch.Generator().manual_seed(1)
+    loss_sum, correct = torch.zeros(()), torch.zeros(())
+    steps = 0
+    start = time.perf_counter()
+    for _ in range(config.epochs):
+        model.train()
+        order = torch.randperm(len(train_x), generator=generator)
+        for index in range(steps_per_epoch):
+            rows = order[index * batch:(index + 1) * batch]
+            inputs, targets = train_x[rows], train_y[rows]
+            outputs = model(inputs)
+            loss = loss_fn(outputs, targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum.add_(loss.detach(), alpha=len(targets))
+            correct.add_((outputs.detach().argmax(1) == targets).sum())
+            steps += 1
+            if steps % read_every == 0:
+                torch.stack([loss_sum, correct]).tolist()
+                loss_sum.zero_()
+                correct.zero_()
+        torch.stack([loss_sum, correct]).tolist()
+        model.eval()
+        with torch.no_grad():
+            sums = torch.zeros(2)
+            for begin in range(0, len(val_x), 256):
+                outputs = model(val_x[begin:begin + 256])
+                targets = val_y[begin:begin + 256]
+                sums += torch.stack([loss_fn(outputs, targets) * len(targets),
+                                     (outputs.argmax(1) == targets).sum().float()])
+            sums.tolist()
+    return steps / (time.perf_counter() - start)
+
+
+def headless_run(config: RunConfig, folder: Path) -> float:
+    from tui_trainer.headless import run_headless
+    from tui_trainer.launch import LaunchOptions
+
+    preset = folder / f"{config.name}.yaml"
+    preset.write_text(dump_yaml(config.to_dict()))
+    out = io.StringIO()
+    out.isatty = lambda: False  # type: ignore[method-assign]
+    code = run_headless(LaunchOptions(preset=str(preset), json=True), out=out)
+    if code != 0:
+        raise RuntimeError(f"headless run failed ({code}): {out.getvalue()[-500:]}")
+    finished = json.loads(out.getvalue().splitlines()[-1])
+    return finished["step"] / finished["elapsed_s"]
+
+
+def app_run(config: RunConfig, folder: Path) -> float:
+    from app_driver import run_app_once
+
+    return run_app_once(config, folder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--workloads", default="small,large")
+    parser.add_argument("--no-app", action="store_true", help="skip (d), the app")
+    args = parser.parse_args()
+    epochs = {"small": 60, "large": 12}
+    results, table = {}, [("workload", "ms/step (b)", "a tutorial", "b hand", "c headless", "d app", "c/b", "d/b",
+                           "c/a")]
+    with tempfile.TemporaryDirectory() as temp:
+        folder = Path(temp)
+        for name in args.workloads.split(","):
+            config = workload_config(name, str(folder / "checkpoints"), epochs=epochs[name])
+            runners = {
+                "a_tutorial": lambda config=config: tutorial_loop(config),
+                "b_hand_written": lambda config=config: hand_written_loop(config),
+                "c_headless": lambda config=config: headless_run(config, folder),
+            }
+            if not args.no_app:
+                runners["d_app"] = lambda config=config: app_run(config, folder)
+            print(f"workload {name}: {WORKLOADS[name]}", file=sys.stderr)
+            runs = interleave(runners, args.repeats)
+            medians = {key: median(values) for key, values in runs.items()}
+            hand = medians["b_hand_written"]
+            ratios = {
+                "c/b": medians["c_headless"] / hand,
+                "c/a": medians["c_headless"] / medians["a_tutorial"],
+            }
+            if "d_app" in medians:
+                ratios["d/b"] = medians["d_app"] / hand
+            results[name] = {"steps_per_s": runs, "median_steps_per_s": medians, "ratios": ratios,
+                             "ms_per_step_hand_written": 1000 / hand}
+            table.append((name, f"{1000 / hand:.2f}", *(f"{medians[key]:.1f}" if key in medians else "-"
+                                                        for key in ("a_tutorial", "b_hand_written", "c_headless",
+                                                                    "d_app")),
+                          f"{ratios['c/b']:.3f}", f"{ratios['d/b']:.3f}" if "d/b" in ratios else "-",
+                          f"{ratios['c/a']:.3f}"))
+    results["torch_threads"] = torch.get_num_threads()
+    report("overhead: steps/s (median), ratios", results, table)
+
+
+if __name__ == "__main__":
+    main()
