@@ -128,3 +128,100 @@ def user_module(tmp_path, monkeypatch):
         return name
 
     return write
+
+
+FAKE_TORCHVISION = {
+    "__init__.py": "from . import datasets, transforms\n__version__ = '0.0-fake'\n",
+    "transforms.py": """
+class Compose:
+    def __init__(self, steps):
+        self.steps = steps
+
+    def __call__(self, value):
+        for step in self.steps:
+            value = step(value)
+        return value
+
+
+class ToTensor:
+    def __call__(self, value):
+        return value
+
+
+class Normalize:
+    def __init__(self, mean, std):
+        self.mean, self.std = mean[0], std[0]
+
+    def __call__(self, value):
+        return (value - self.mean) / self.std
+""",
+    "datasets.py": """
+import os
+import urllib.error
+
+import torch
+from torch.utils.data import Dataset
+
+
+class _Images(Dataset):
+    shape = (1, 8, 8)
+
+    def __init__(self, root, train=True, download=False, transform=None):
+        failure = os.environ.get("FAKE_TORCHVISION_FAIL", "")
+        if failure == "download" and download:
+            raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+        if failure == "missing" and not download:
+            raise RuntimeError("Dataset not found. You can use download=True to download it")
+        size = int(os.environ.get("FAKE_TORCHVISION_SIZE", "96")) if train else 48
+        generator = torch.Generator().manual_seed(1 if train else 2)
+        self.targets = torch.arange(size) % 10
+        # Each class is a bright square in its own place, so a small CNN learns it quickly.
+        self.data = torch.rand((size, *self.shape), generator=generator) * 0.2
+        for index, target in enumerate(self.targets.tolist()):
+            row, col = divmod(target, 4)
+            self.data[index, :, row * 2:row * 2 + 2, col * 2:col * 2 + 2] += 1.0
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, index):
+        image = self.data[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.targets[index])
+
+
+class MNIST(_Images):
+    pass
+
+
+class FashionMNIST(_Images):
+    pass
+
+
+class CIFAR10(_Images):
+    shape = (3, 8, 8)
+""",
+}
+
+
+@pytest.fixture
+def fake_torchvision(tmp_path, monkeypatch):
+    """A stand-in torchvision package (datasets and transforms only) on sys.path, in place of any real one.
+
+    FAKE_TORCHVISION_FAIL=download|missing makes its datasets fail the way torchvision's do.
+    Returns the folder to put on PYTHONPATH for a subprocess."""
+    import sys
+
+    folder = tmp_path / "fake_vision"
+    package = folder / "torchvision"
+    package.mkdir(parents=True)
+    for name, source in FAKE_TORCHVISION.items():
+        (package / name).write_text(textwrap.dedent(source), encoding="utf-8")
+    for name in [name for name in sys.modules if name == "torchvision" or name.startswith("torchvision.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(folder))
+    yield folder
+    for name in [name for name in sys.modules if name == "torchvision" or name.startswith("torchvision.")]:
+        del sys.modules[name]
