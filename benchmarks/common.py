@@ -11,7 +11,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tui_trainer.config import RunConfig, config_from_dict  # noqa: E402
+from tui_trainer.config import RunConfig, config_from_dict
 
 # Two workloads on scikit-learn's digits: a step of about 1 ms and one of about 20 ms on a 2-core CPU.
 WORKLOADS: dict[str, dict[str, Any]] = {

@@ -20,9 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import WORKLOADS, interleave, median, report, workload_config
-
 import torch
+from common import WORKLOADS, interleave, median, report, workload_config
 from torch import nn
 
 from tui_trainer.catalog.datasets import build_dataset
