@@ -564,8 +564,8 @@ class Trainer:
     def _update_best(self, epoch: int) -> bool:
         metric = self.config.checkpoint.monitor
         value = self.last_val.get(metric)
-        if value is None or not math.isfinite(value):
-            return False
+        if value is None or not math.isfinite(value) or not math.isfinite(self.last_val.get("val_loss", 0.0)):
+            return False  # a model whose validation loss is NaN or infinite is never the best, whatever its accuracy
         better = self.best_value is None or (
             value < self.best_value if metric_mode(metric) == "min" else value > self.best_value)
         if better and self._weights_finite():

@@ -1,0 +1,1 @@
+"""The Textual app: setup screen, live dashboard, checkpoint panels and live tweaks."""

@@ -1,0 +1,479 @@
+"""TrainerApp: the screens, the app-wide keys and actions, and the bridge from engine events to widgets.
+
+The Trainer runs in one thread worker (one `RunSession.run()` call). Its events wait in the session's
+queue; the first one after a drain posts one message here, and the app drains the batch at most a few
+times a second, redraws the charts at most once a second and samples the devices every two seconds.
+With nothing new (paused, finished) no timer runs at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from tui_trainer import presets
+from tui_trainer.config import ConfigError, RunConfig, apply_overrides, config_from_dict
+from tui_trainer.engine.events import CheckpointFailed, CheckpointSaved, RunStarted
+from tui_trainer.launch import LaunchOptions
+from tui_trainer.ui.run_view import LogLine
+from tui_trainer.ui.screens.checkpoints import LoadChoice, LoadPanel, SavePanel, default_name
+from tui_trainer.ui.screens.confirm import ConfirmModal
+from tui_trainer.ui.screens.dashboard import DashboardScreen
+from tui_trainer.ui.screens.help import HelpModal
+from tui_trainer.ui.screens.setup import SetupScreen
+from tui_trainer.ui.screens.tweaks import TweakPanel
+from tui_trainer.ui.session import RunSession
+from tui_trainer.ui.throttle import Throttle
+
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+EXIT_GRACE_S = 30.0
+"""How long leaving waits for the run to save last.pt before it gives up on the training thread."""
+SETUP_ERRORS = ("ConfigError", "DatasetError")
+"""Setup errors that send the user back to the form (the others stay on the dashboard)."""
+
+
+def one_line(error: BaseException) -> str:
+    """An error as the screen shows it: its own one-line text, never a traceback."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    known = ("ConfigError", "DatasetError", "CheckpointError")
+    if type(error).__name__ in known:
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class TrainerApp(App[int]):
+    """tui-trainer's full-screen app."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "tui-trainer"
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("f1", "help", "Keys", show=False),
+    ]
+    HELP_GLOBAL = [
+        ("ctrl+p", "Command palette: every action by name"),
+        ("ctrl+q / ctrl+c", "Quit (a training run is saved to last.pt first, after a confirmation)"),
+        ("? / f1", "This list"),
+        ("escape", "Close a panel"),
+    ]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
+
+    class EventsQueued(Message):
+        """The training thread queued events since the last drain."""
+
+    def __init__(self, options: LaunchOptions | None = None, *, handle_signals: bool = False,
+                 drain_interval_s: float = 0.25, chart_interval_s: float = 1.0, device_interval_s: float = 2.0,
+                 exit_grace_s: float = EXIT_GRACE_S) -> None:
+        super().__init__()
+        self.options = options or LaunchOptions()
+        self.handle_signals = handle_signals
+        self.exit_grace_s = exit_grace_s
+        self.session: RunSession | None = None
+        self.sessions: list[RunSession] = []
+        """Every run of this app, oldest first (the exit waits on any still training)."""
+        self.dashboard: DashboardScreen | None = None
+        self.exit_code = 0
+        self.leaving = False
+        self._worker: Worker | None = None
+        self._after_run: Callable[[], object] | None = None
+        self._from_setup = False
+        self._monitor = None
+        self._drain_throttle = Throttle(self, drain_interval_s, self.drain)
+        self._chart_throttle = Throttle(self, chart_interval_s, self._redraw_charts)
+        self._device_throttle = Throttle(self, device_interval_s, self._sample_devices)
+
+    # ------------------------------------------------------------ start-up
+
+    def on_mount(self) -> None:
+        if self.handle_signals:
+            self._install_signals()
+        self.setup_screen = SetupScreen(self.options)
+        self.push_screen(self.setup_screen)
+        if self.options.resume:
+            self.call_after_refresh(self._open_resume)
+        elif self.options.start:
+            self.call_after_refresh(self.setup_screen.start_when_ready)
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in HANDLED_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, self.on_signal, signum)
+
+    def on_unmount(self) -> None:
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
+            for signum in HANDLED_SIGNALS:
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.remove_signal_handler(signum)
+
+    def _open_resume(self) -> None:
+        self._from_setup = False
+        self._resolve_resume()
+
+    def _resolve_resume(self) -> None:
+        self.run_worker(self._read_resume_config, thread=True, exit_on_error=False, group="resume")
+
+    def _read_resume_config(self) -> RunConfig:
+        from tui_trainer.launch import resolve_config
+
+        config, _ = resolve_config(self.options)
+        return config
+
+    # ------------------------------------------------------------ runs
+
+    def start_run(self, config: RunConfig, *, resume_from: str | None = None, start_paused: bool = False) -> None:
+        """Open the dashboard on a new run and start its training thread."""
+        session = RunSession(config, notify=self._wake, resume_from=resume_from, start_paused=start_paused)
+        self.session = session
+        self.sessions.append(session)
+        self._monitor = None
+        if self.dashboard is None:
+            self.dashboard = DashboardScreen()
+            self.dashboard.view = session.view
+            self.push_screen(self.dashboard)
+        else:
+            if resume_from:
+                self.dashboard.log_lines([LogLine(f"Loading {resume_from}")])
+            self.dashboard.attach(session.view)
+        self._set_note("loading data and model" if not resume_from else "restoring the checkpoint")
+        self._worker = self.run_worker(session.run, name="trainer", group="trainer", thread=True,
+                                       exit_on_error=False, description=f"training {config.name}")
+
+    def _wake(self) -> None:
+        # Called from the training thread: returns at once (a thread-safe post).
+        self.post_message(self.EventsQueued())
+
+    def on_trainer_app_events_queued(self, message: EventsQueued) -> None:
+        self._drain_throttle.request()
+
+    def drain(self) -> None:
+        """Take every queued event into the run's view and update the widgets in one batch."""
+        session = self.session
+        if session is None:
+            return
+        events = session.take()
+        if not events:
+            return
+        view = session.view
+        lines: list[LogLine] = []
+        for event in events:
+            lines += view.apply(event)
+            if isinstance(event, RunStarted):
+                self._set_note("", refresh=False)
+                self._device_throttle.request()
+            elif isinstance(event, (CheckpointSaved, CheckpointFailed)) and isinstance(self.screen, SavePanel):
+                self.screen.checkpoint_result(event)
+        if view.state in ("running", "paused"):
+            session.paused_intent = view.state == "paused"
+        if self.dashboard is not None:
+            self.dashboard.update(lines)
+            if self.dashboard.charts_stale():
+                self._chart_throttle.request()
+        if view.state == "running":
+            self._device_throttle.request()
+
+    def _redraw_charts(self) -> None:
+        if self.dashboard is not None:
+            self.dashboard.redraw_charts()
+
+    def _sample_devices(self) -> None:
+        session = self.session
+        if session is None or self.dashboard is None or not session.view.device:
+            return
+        if self._monitor is None or self._monitor.device != session.view.device:
+            from tui_trainer.engine.devices import DeviceMonitor
+
+            self._monitor = DeviceMonitor(session.view.device)
+        try:
+            samples = self._monitor.sample(session.view.engine_devices or None)
+        except Exception as error:  # a driver hiccup must not end the app
+            self.dashboard.log_lines([LogLine(f"Device figures unavailable: {one_line(error)}", "warning")])
+            return
+        self.dashboard.show_devices(samples)
+
+    def _set_note(self, note: str, refresh: bool = True) -> None:
+        if self.dashboard is not None:
+            self.dashboard.note = note
+            if refresh:
+                self.dashboard.update([])
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group == "resume":
+            self._resume_config_ready(worker, event.state)
+            return
+        if worker is not self._worker or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR,
+                                                             WorkerState.CANCELLED):
+            return
+        self.drain()
+        self._worker = None
+        if event.state == WorkerState.ERROR and worker.error is not None:
+            self._run_could_not_start(worker.error)
+        if isinstance(self.screen, SavePanel):
+            self.screen.run_ended()
+        self._set_note("")
+        after, self._after_run = self._after_run, None
+        if after is not None:
+            after()
+
+    def _run_could_not_start(self, error: BaseException) -> None:
+        message = one_line(error)
+        session = self.session
+        if session is not None:
+            session.view.state = "failed"
+            session.view.reason = message
+        if self.dashboard is not None:
+            self.dashboard.update([LogLine(f"Could not start: {message}", "error")])
+        self.notify(message, title="Could not start", severity="error", timeout=10)
+        if self._from_setup and type(error).__name__ in SETUP_ERRORS and not self.leaving:
+            self._back_to_setup()
+            self.setup_screen.show_start_error(error)
+
+    def _resume_config_ready(self, worker: Worker, state: WorkerState) -> None:
+        if state == WorkerState.SUCCESS and worker.result is not None:
+            self.start_run(worker.result, resume_from=self.options.resume, start_paused=not self.options.start)
+        elif state == WorkerState.ERROR and worker.error is not None:
+            self.notify(one_line(worker.error), title="Cannot resume", severity="error", timeout=10)
+
+    def on_setup_screen_run_configured(self, message: SetupScreen.RunConfigured) -> None:
+        if self.session is not None and self.session.active:
+            self.notify("A run is still stopping; try again in a moment.", severity="warning")
+            return
+        self._from_setup = True
+        self.start_run(message.config)
+
+    def _back_to_setup(self) -> None:
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, SetupScreen):
+            self.pop_screen()
+        self.dashboard = None
+        self.session = None
+
+    def _active_session(self, doing: str) -> RunSession | None:
+        session = self.session
+        if session is None or not session.active or session.stop_requested:
+            self.notify(f"No run is training: nothing to {doing}.", severity="warning", timeout=3)
+            return None
+        return session
+
+    # ------------------------------------------------------------ actions (keys and command palette)
+
+    def action_toggle_pause(self) -> None:
+        session = self._active_session("pause")
+        if session is None:
+            return
+        session.paused_intent = not session.paused_intent
+        if session.paused_intent:
+            session.controls.pause()
+        else:
+            session.controls.resume()
+
+    def action_save(self) -> None:
+        session = self._active_session("save")
+        if session is None:
+            return
+        view = session.view
+        folder = view.run_dir or str(Path(session.config.checkpoint.dir).expanduser())
+        self.push_screen(SavePanel(default_name(view.run_id, view.epoch, view.step), folder,
+                                   send=session.controls.save, paused=view.state == "paused"), self._saved)
+
+    def _saved(self, path: str | None) -> None:
+        if path:
+            self.notify(f"Saved {Path(path).name}", timeout=3)
+
+    def action_load(self) -> None:
+        if isinstance(self.screen, LoadPanel):
+            return
+        self.push_screen(LoadPanel(self._checkpoint_folder()), self._load_chosen)
+
+    def _checkpoint_folder(self) -> str:
+        if self.session is not None:
+            return self.session.config.checkpoint.dir
+        values = self.setup_screen.values() if self.setup_screen.is_mounted else {}
+        return values.get("checkpoint_dir") or self.options.overrides.get("checkpoint.dir") or "checkpoints"
+
+    def _load_chosen(self, choice: LoadChoice | None) -> None:
+        if choice is None:
+            return
+        session = self.session
+        if session is not None and session.active:
+            self._set_note(f"saving last.pt, then loading {Path(choice.path).name}")
+            session.stop(f"loading {choice.path}")
+            self._after_run = lambda: self._start_loaded(choice)
+        else:
+            self._start_loaded(choice)
+
+    def _start_loaded(self, choice: LoadChoice) -> None:
+        self._from_setup = False
+        self.start_run(choice.config, resume_from=choice.path, start_paused=True)
+        self.notify("Loaded; the run waits paused: space starts it.", timeout=4)
+
+    def action_tweak(self) -> None:
+        session = self._active_session("tweak")
+        if session is None:
+            return
+        view = session.view
+        if not view.run_id:
+            self.notify("The run is still starting.", severity="warning", timeout=3)
+            return
+        self.push_screen(TweakPanel(view.optimizer_name or session.config.optimizer.name,
+                                    dict(view.hyperparameters), view.step), self._tweaked)
+
+    def _tweaked(self, changes: dict[str, float] | None) -> None:
+        session = self.session
+        if not changes or session is None or not session.active:
+            return
+        session.controls.set_hyperparameters(**changes)
+        self.notify("Sent: applied at the next step boundary.", timeout=3)
+
+    def action_new_run(self) -> None:
+        session = self.session
+        if session is None or not session.active:
+            self._back_to_setup()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes and session.active:
+                self._set_note("saving last.pt, then back to setup")
+                session.stop("new run")
+                self._after_run = self._back_to_setup
+            elif yes:
+                self._back_to_setup()
+
+        self.push_screen(ConfirmModal("Save this run to last.pt, stop it and set up a new run?",
+                                      confirm="Stop and set up"), answered)
+
+    async def action_quit(self) -> None:
+        if self.leaving:
+            self.exit(self.exit_code)  # asked twice: do not wait any longer
+            return
+        session = self.session
+        if session is None or not session.active:
+            self.exit(self.exit_code)
+            return
+        if isinstance(self.screen, ConfirmModal) and self.screen.id == "quit-confirm":
+            self.screen.dismiss(True)
+            return
+        modal = ConfirmModal("A run is training. Save it to last.pt, stop it and quit?", confirm="Save and quit")
+        modal.id = "quit-confirm"
+        self.push_screen(modal, lambda yes: self.leave("quit") if yes else None)
+
+    def leave(self, reason: str) -> None:
+        """Save a training run to last.pt and exit once it is written (or after the grace period)."""
+        self.leaving = True
+        session = self.session
+        if session is None or not session.active:
+            self.exit(self.exit_code)
+            return
+        self._set_note("saving last.pt before leaving (ctrl+q again: leave now)")
+        session.stop(reason)
+        self._after_run = lambda: self.exit(self.exit_code)
+        self.set_timer(self.exit_grace_s, lambda: self.exit(self.exit_code))
+
+    def on_signal(self, signum: int) -> None:
+        """SIGTERM or SIGHUP: save and leave without asking."""
+        self.exit_code = 128 + signum
+        self.leave(signal.Signals(signum).name)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpModal):
+            return
+        screen = self.screen
+        rows: list[tuple[str, str]] = []
+        for binding in getattr(type(screen), "BINDINGS", []):
+            if isinstance(binding, Binding) and binding.description:
+                rows.append((binding.key_display or self.get_key_display(binding), binding.description))
+        rows += getattr(screen, "HELP_EXTRA", [])
+        rows += self.HELP_GLOBAL
+        title = "Keys: dashboard" if isinstance(screen, DashboardScreen) else "Keys: setup"
+        self.push_screen(HelpModal(title, rows))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        if isinstance(screen, DashboardScreen):
+            yield SystemCommand("Pause or resume", "Pause training (no CPU while paused) or resume it (space)",
+                                self.action_toggle_pause)
+            yield SystemCommand("Save checkpoint", "Save the run now, or at the next step boundary (s)",
+                                self.action_save)
+            yield SystemCommand("Live tweaks", "Change learning rate, weight decay, momentum (e)",
+                                self.action_tweak)
+            yield SystemCommand("New run", "Save and stop this run, back to setup (n)", self.action_new_run)
+        if isinstance(screen, SetupScreen):
+            yield SystemCommand("Start training", "Start a run with the form's settings (ctrl+r)",
+                                screen.action_start)
+        yield SystemCommand("Load checkpoint", "Restore a saved run; it waits paused (l)", self.action_load)
+        yield SystemCommand("Keys", "Every key of this screen (?)", self.action_help)
+        yield from (command for command in super().get_system_commands(screen) if command.title != "Keys")
+
+    # ------------------------------------------------------------ leaving
+
+    def wait_for_training(self, timeout_s: float) -> bool:
+        """After the app has exited: stop any run still training (saving last.pt) and wait for its
+        thread, at most timeout_s. True when no training thread is left."""
+        remaining = [session for session in self.sessions if session.active]
+        for session in remaining:
+            session.stop("exit")
+        return all(session.finished.wait(timeout_s) for session in remaining)
+
+
+def check_options(options: LaunchOptions) -> str:
+    """The command line's preset and overrides, checked before the screen opens; "" when fine."""
+    if options.resume:
+        return "" if Path(options.resume).expanduser().is_file() else f"{options.resume}: no such file"
+    try:
+        path, raw = presets.load(options.preset or presets.DEFAULT_PRESET, options.presets_dir)
+        if options.overrides:
+            raw = apply_overrides(raw, options.overrides, source=str(path))
+        config_from_dict(raw, source=str(path))
+    except ConfigError as error:
+        return str(error)
+    return ""
+
+
+def run_app(options: LaunchOptions) -> int:
+    """Open the app; returns the exit code (0; 2 for a bad command line; 128 + N after signal N).
+
+    Leaving never hangs: a run still training is told to save last.pt and given EXIT_GRACE_S to end;
+    past that the process ends without waiting for the training thread.
+    """
+    problem = check_options(options)
+    if problem:
+        print(f"tui-trainer: {problem}", file=sys.stderr)
+        return 2
+    app = TrainerApp(options, handle_signals=True)
+    loop = asyncio.new_event_loop()
+    try:
+        app.run(loop=loop)
+    finally:
+        done = app.wait_for_training(EXIT_GRACE_S)
+        if not done:
+            _say("tui-trainer: the training thread did not end; leaving without it")
+            sys.stdout.flush()
+            os._exit(app.exit_code or 1)
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+    for session in app.sessions:
+        result = session.result
+        if result is not None and result.checkpoint:
+            _say(f"{session.view.run_id or session.config.name}: {result.state} at epoch {result.epoch}, "
+                 f"step {result.step:,}; last checkpoint {result.checkpoint}")
+    return app.exit_code if app.return_code in (None, 0) else app.return_code
+
+
+def _say(text: str) -> None:
+    # After SIGHUP the terminal may be gone: a failed write must not turn a clean exit into a crash.
+    with contextlib.suppress(OSError):
+        print(text)

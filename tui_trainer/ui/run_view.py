@@ -1,0 +1,271 @@
+"""What the dashboard shows of one run, built from the engine's events in the UI thread.
+
+No Textual here: `RunView.apply(event)` updates plain fields and bounded series and returns the lines
+for the event log. The widgets read the view when the app redraws them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from tui_trainer.engine.events import (
+    FINAL_STATES,
+    CheckpointFailed,
+    CheckpointSaved,
+    EpochEnded,
+    Event,
+    HyperparametersChanged,
+    Progress,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StateChanged,
+    Warning,
+)
+from tui_trainer.engine.metrics import Series
+from tui_trainer.ui import format as fmt
+
+SERIES_POINTS = 1024
+SMOOTHING = 0.6
+MAX_TWEAK_MARKS = 50
+
+
+@dataclass(frozen=True)
+class LogLine:
+    text: str
+    level: str = "info"
+    """info, good, warning or error."""
+
+
+@dataclass(frozen=True)
+class Tweak:
+    step: int
+    changes: dict[str, float]
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{_short_name(key)}={value:.3g}" for key, value in self.changes.items())
+
+
+def _short_name(key: str) -> str:
+    return {"weight_decay": "wd", "momentum": "mom"}.get(key, key)
+
+
+@dataclass
+class RunView:
+    """The latest figures of a run, its chart series and tweak marks."""
+
+    config: dict[str, Any] = field(default_factory=dict)
+    task: str = "classification"
+    run_id: str = ""
+    run_dir: str = ""
+    preset: str = ""
+    model: str = ""
+    device: str = ""
+    device_name: str = ""
+    parameters: int = 0
+    state: str = "starting"
+    reason: str = ""
+    epoch: int = 0
+    epochs: int = 0
+    step: int = 0
+    total_steps: int = 0
+    epoch_step: int = 0
+    steps_per_epoch: int = 0
+    samples_per_s: float | None = None
+    elapsed_s: float | None = None
+    eta_s: float | None = None
+    hyperparameters: dict[str, float] = field(default_factory=dict)
+    train_loss: float | None = None
+    train_accuracy: float | None = None
+    val: dict[str, float] = field(default_factory=dict)
+    fault: RunFailed | None = None
+    finished: RunFinished | None = None
+    engine_devices: list[dict[str, Any]] = field(default_factory=list)
+    last_checkpoint: str | None = None
+    tweaks: list[Tweak] = field(default_factory=list)
+    chart_version: int = 0
+    """Moves whenever a chart's data or marks change."""
+
+    def __post_init__(self) -> None:
+        self.loss = Series(SERIES_POINTS)
+        """Training loss per progress event, smoothed."""
+        self.val_loss = Series(SERIES_POINTS)
+        self.train_metric = Series(SERIES_POINTS)
+        """Training accuracy (classification); empty for regression."""
+        self.val_metric = Series(SERIES_POINTS)
+        """Validation accuracy, or R² for regression."""
+        self._smoothed: float | None = None
+
+    # ------------------------------------------------------------ derived
+
+    @property
+    def metric_name(self) -> str:
+        return "accuracy" if self.task == "classification" else "R²"
+
+    @property
+    def val_metric_key(self) -> str:
+        return "val_accuracy" if self.task == "classification" else "val_r2"
+
+    @property
+    def active(self) -> bool:
+        return self.state not in FINAL_STATES
+
+    @property
+    def optimizer_name(self) -> str:
+        return str(self.config.get("optimizer", {}).get("name", ""))
+
+    # ------------------------------------------------------------ events
+
+    def apply(self, event: Event) -> list[LogLine]:
+        """Take one event in; returns what the event log should say about it."""
+        handler = _HANDLERS.get(type(event))
+        return handler(self, event) if handler else []
+
+    def _started(self, event: RunStarted) -> list[LogLine]:
+        self.config = event.config
+        self.task, self.run_id, self.run_dir, self.preset = event.task, event.run_id, event.run_dir, event.preset
+        self.model, self.device, self.device_name = event.model, event.device, event.device_name
+        self.parameters, self.epochs, self.total_steps = event.parameters, event.epochs, event.total_steps
+        self.steps_per_epoch, self.epoch, self.step = event.steps_per_epoch, event.start_epoch, event.start_step
+        self.epoch_step = max(0, event.start_step - (event.start_epoch - 1) * event.steps_per_epoch)
+        optimizer = event.config.get("optimizer", {})
+        self.hyperparameters = {key: optimizer[key] for key in ("weight_decay", "momentum")
+                                if optimizer.get(key) is not None}
+        self.hyperparameters["lr"] = event.lr
+        for record in event.history:
+            self._replay(record)
+        line = (f"Run {event.run_id}: {event.preset}, {event.model} ({event.parameters:,} parameters) on "
+                f"{event.device_name}; {event.train_samples:,} training and {event.val_samples:,} validation "
+                f"samples, {event.epochs} epochs of {event.steps_per_epoch} steps")
+        lines = [LogLine(line)]
+        if event.start_step:
+            lines.append(LogLine(f"Resumed at epoch {event.start_epoch}, step {event.start_step:,}, with "
+                                 f"{len(event.history):,} records of history"))
+        return lines
+
+    def _replay(self, record: dict[str, Any]) -> None:
+        kind = record.get("type")
+        if kind == "progress":
+            self.train_loss, self.train_accuracy = record["train_loss"], record.get("train_accuracy")
+            self.elapsed_s = record.get("elapsed_s", self.elapsed_s)
+            self._add_progress(record["step"], record["train_loss"], record.get("train_accuracy"))
+        elif kind == "epoch_ended":
+            self.val = dict(record.get("val", {}))
+            self._add_epoch(record["step"], self.val)
+        elif kind == "hyperparameters_changed":
+            self._add_tweak(record["step"], record.get("changes", {}))
+
+    def _add_progress(self, step: int, loss: float, accuracy: float | None) -> None:
+        if math.isfinite(loss):
+            self._smoothed = loss if self._smoothed is None else (
+                SMOOTHING * self._smoothed + (1 - SMOOTHING) * loss)
+            self.loss.append(step, self._smoothed)
+        if accuracy is not None:
+            self.train_metric.append(step, accuracy)
+        self.chart_version += 1
+
+    def _add_epoch(self, step: int, val: dict[str, float]) -> None:
+        if "val_loss" in val:
+            self.val_loss.append(step, val["val_loss"])
+        metric = val.get(self.val_metric_key)
+        if metric is not None:
+            self.val_metric.append(step, metric)
+        self.chart_version += 1
+
+    def _add_tweak(self, step: int, changes: dict[str, float]) -> None:
+        self.tweaks.append(Tweak(step, dict(changes)))
+        del self.tweaks[:-MAX_TWEAK_MARKS]
+        self.chart_version += 1
+
+    def _progress(self, event: Progress) -> list[LogLine]:
+        self.epoch, self.step, self.epoch_step = event.epoch, event.step, event.epoch_step
+        self.steps_per_epoch, self.total_steps = event.steps_per_epoch, event.total_steps
+        self.samples_per_s, self.elapsed_s, self.eta_s = event.samples_per_s, event.elapsed_s, event.eta_s
+        self.train_loss, self.train_accuracy = event.train_loss, event.train_accuracy
+        self.hyperparameters["lr"] = event.lr
+        self.engine_devices = event.devices
+        self._add_progress(event.step, event.train_loss, event.train_accuracy)
+        return []
+
+    def _epoch_ended(self, event: EpochEnded) -> list[LogLine]:
+        self.val = dict(event.val)
+        self.elapsed_s = event.elapsed_s
+        self._add_epoch(event.step, event.val)
+        train = event.train
+        parts = [f"Epoch {event.epoch}/{self.epochs}: train loss {fmt.number(train.get('train_loss'))}"]
+        if "train_accuracy" in train:
+            parts.append(f"acc {fmt.percent(train['train_accuracy'])}")
+        parts.append(f"| val loss {fmt.number(event.val.get('val_loss'))}")
+        if "val_accuracy" in event.val:
+            parts.append(f"acc {fmt.percent(event.val['val_accuracy'])}")
+        if "val_r2" in event.val:
+            parts.append(f"R² {fmt.number(event.val['val_r2'], 3)} MAE {fmt.number(event.val.get('val_mae'))}")
+        if event.is_best:
+            parts.append("(best)")
+        return [LogLine(" ".join(parts), "good" if event.is_best else "info")]
+
+    def _state_changed(self, event: StateChanged) -> list[LogLine]:
+        previous, self.state, self.reason = self.state, event.state, event.reason
+        if event.state == "running":
+            self.fault = None
+            return [LogLine(f"Resumed at step {self.step:,}")] if previous == "paused" else []
+        if event.state == "paused":
+            return [] if self.fault else [LogLine(f"Paused at step {self.step:,} (space resumes)")]
+        if event.state == "stopping":
+            return [LogLine(f"Stopping{': ' + event.reason if event.reason else ''}; saving last.pt")]
+        return []
+
+    def _hyperparameters(self, event: HyperparametersChanged) -> list[LogLine]:
+        self.hyperparameters.update(event.changes)
+        self._add_tweak(event.step, event.changes)
+        changes = ", ".join(
+            f"{key} {fmt.number(event.previous.get(key))} -> {fmt.number(value)}"
+            for key, value in event.changes.items())
+        return [LogLine(f"Step {event.step:,}: {changes}", "good")]
+
+    def _checkpoint_saved(self, event: CheckpointSaved) -> list[LogLine]:
+        self.last_checkpoint = event.path
+        if event.reason in ("epoch", "best"):
+            return []  # periodic saves show in the status line; one log line per epoch is enough
+        return [LogLine(f"Saved {event.reason} checkpoint {event.path} ({fmt.size(event.size_bytes)})", "good")]
+
+    def _checkpoint_failed(self, event: CheckpointFailed) -> list[LogLine]:
+        return [LogLine(f"Checkpoint not saved: {event.path}: {event.message}", "error")]
+
+    def _warning(self, event: Warning) -> list[LogLine]:
+        return [LogLine(f"Warning: {event.message}", "warning")]
+
+    def _failed(self, event: RunFailed) -> list[LogLine]:
+        self.fault = event
+        advice = f" Advice: {event.advice}." if event.advice else ""
+        return [LogLine(f"Fault: {event.message}.{advice}", "error")]
+
+    def _finished(self, event: RunFinished) -> list[LogLine]:
+        self.finished = event
+        self.state, self.elapsed_s, self.eta_s = event.state, event.elapsed_s, None
+        self.last_checkpoint = event.checkpoint or self.last_checkpoint
+        monitor = self.config.get("checkpoint", {}).get("monitor", "val_loss")
+        epoch = min(event.epoch, self.epochs or event.epoch)
+        text = f"Run {event.state} at epoch {epoch}, step {event.step:,} after {fmt.duration(event.elapsed_s)}"
+        if event.best_epoch is not None and monitor in event.best:
+            text += f"; best {monitor} {fmt.number(event.best[monitor])} (epoch {event.best_epoch})"
+        if event.message:
+            text += f"; {event.message}"
+        return [LogLine(text, "error" if event.state == "failed" else "good")]
+
+
+_HANDLERS = {
+    RunStarted: RunView._started,
+    Progress: RunView._progress,
+    EpochEnded: RunView._epoch_ended,
+    StateChanged: RunView._state_changed,
+    HyperparametersChanged: RunView._hyperparameters,
+    CheckpointSaved: RunView._checkpoint_saved,
+    CheckpointFailed: RunView._checkpoint_failed,
+    Warning: RunView._warning,
+    RunFailed: RunView._failed,
+    RunFinished: RunView._finished,
+}

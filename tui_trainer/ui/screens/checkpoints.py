@@ -1,0 +1,273 @@
+"""The save and load panels.
+
+Save: a name and a folder; the engine writes at the next step boundary (at once when paused) and the
+panel closes when the engine reports the file, or shows why it could not be written. Load: the
+checkpoints of a folder, newest first; a file that cannot be loaded says why in the panel.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Input, Label, Static
+from textual.worker import Worker, WorkerState
+
+from tui_trainer.config import ConfigError, RunConfig, config_from_dict
+from tui_trainer.engine.checkpoints import CheckpointError, CheckpointInfo
+from tui_trainer.engine.events import CheckpointFailed, CheckpointSaved
+from tui_trainer.ui import format as fmt
+
+SAVED_CONTENTS = ("model weights, optimizer, scheduler and grad-scaler state, epoch, step and position in the "
+                  "epoch, random-number states, the run's config and its metric history")
+
+
+def default_name(run_id: str, epoch: int, step: int) -> str:
+    return f"{run_id or 'run'}-e{epoch}-s{step}.pt"
+
+
+def writable_problem(folder: Path) -> str:
+    """Why a checkpoint cannot go into folder, or "" when it can (the folder is created if missing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return f"cannot create {folder}: {error.strerror or error}"
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write to {folder}: permission denied"
+    return ""
+
+
+class SavePanel(ModalScreen[str | None]):
+    """Returns the saved file's path, or None when cancelled."""
+
+    BINDINGS = [Binding("escape", "dismiss", "Cancel", show=False)]
+
+    def __init__(self, name: str, folder: str, send: Callable[[str], None], paused: bool) -> None:
+        super().__init__(classes="panel-screen")
+        self.default_name, self.default_folder = name, folder
+        self.send = send
+        self.paused = paused
+        self.pending: str | None = None
+        """The path asked for, until the engine reports it."""
+        self._confirm_overwrite: str | None = None
+
+    def compose(self) -> ComposeResult:
+        when = "at once (the run is paused)" if self.paused else "at the next step boundary"
+        with Vertical(classes="panel save-panel"):
+            yield Label("Save a checkpoint", classes="panel-title")
+            with Horizontal(classes="panel-field"):
+                yield Label("Name", classes="field-label")
+                yield Input(self.default_name, id="save-name", compact=True)
+            with Horizontal(classes="panel-field"):
+                yield Label("Folder", classes="field-label")
+                yield Input(self.default_folder, id="save-folder", compact=True)
+            yield Static(f"Saves {SAVED_CONTENTS}; written {when}.", classes="panel-hint")
+            yield Static("", id="save-status", classes="panel-status")
+            with Horizontal(classes="panel-buttons"):
+                yield Button("Save (Enter)", id="save", variant="primary")
+                yield Button("Cancel (Esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#save-name", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.save()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._confirm_overwrite = None
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "save":
+            self.save()
+        else:
+            self.dismiss(None)
+
+    def _status(self, text: str, error: bool = False) -> None:
+        status = self.query_one("#save-status", Static)
+        status.update(text)
+        status.set_class(error, "-error")
+
+    def save(self) -> None:
+        if self.pending:
+            return
+        name = self.query_one("#save-name", Input).value.strip()
+        folder = Path(self.query_one("#save-folder", Input).value.strip() or ".").expanduser()
+        if not name or "/" in name or name in (".", ".."):
+            self._status("Give a file name (no folders in it).", error=True)
+            return
+        if not name.endswith(".pt"):
+            name += ".pt"
+        problem = writable_problem(folder)
+        if problem:
+            self._status(f"Not saved: {problem}. The run goes on.", error=True)
+            return
+        path = str(folder / name)
+        if Path(path).exists() and self._confirm_overwrite != path:
+            self._confirm_overwrite = path
+            self._status(f"{path} exists; press Enter again to replace it.", error=True)
+            return
+        self.pending = path
+        self._status(f"Saving {path} ...")
+        self.send(path)
+
+    def checkpoint_result(self, event: CheckpointSaved | CheckpointFailed) -> None:
+        """The engine's answer for a save; other saves (periodic, best) are not this panel's."""
+        if self.pending is None or event.path != self.pending:
+            return
+        if isinstance(event, CheckpointSaved):
+            self.dismiss(event.path)
+            return
+        self.pending = None
+        self._status(f"Not saved: {event.message}. The run goes on.", error=True)
+
+    def run_ended(self) -> None:
+        if self.pending is not None:
+            self.pending = None
+            self._status("The run ended before this save; its last.pt holds the final state.", error=True)
+
+
+COLUMNS = (("File", 24), ("Epoch", 5), ("Step", 8), ("Val loss", 9), ("Val acc/R²", 10), ("Saved", 16),
+           ("Size", 10), ("Run", None), ("Preset", None))
+"""The load table's columns and widths (None: as wide as the widest cell); the first few fit 80 columns."""
+
+
+@dataclass(frozen=True)
+class LoadChoice:
+    path: str
+    config: RunConfig
+
+
+def check_loadable(path: str) -> LoadChoice:
+    """Open the checkpoint's metadata and config; raises CheckpointError or ConfigError with one line."""
+    from tui_trainer.engine.checkpoints import load_checkpoint
+
+    payload = load_checkpoint(path, mmap=True)
+    return LoadChoice(path, config_from_dict(payload["config"], source=path))
+
+
+class LoadPanel(ModalScreen[LoadChoice | None]):
+    """Returns the chosen checkpoint and its config, or None when cancelled."""
+
+    BINDINGS = [Binding("escape", "dismiss", "Cancel", show=False)]
+
+    def __init__(self, folder: str) -> None:
+        super().__init__(classes="panel-screen")
+        self.folder = folder
+        self.infos: dict[str, CheckpointInfo] = {}
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="panel load-panel"):
+            yield Label("Load a checkpoint", classes="panel-title")
+            with Horizontal(classes="panel-field"):
+                yield Label("Folder", classes="field-label")
+                yield Input(self.folder, id="load-folder", compact=True)
+            table: DataTable[str] = DataTable(id="load-table", cursor_type="row", zebra_stripes=True)
+            yield table
+            yield Static("", id="load-status", classes="panel-status")
+            yield Static("Enter loads the selected checkpoint: the current run is saved and stopped, the "
+                         "checkpoint's run waits paused (space starts it). Enter in the folder field lists "
+                         "another folder.", classes="panel-hint")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#load-table", DataTable)
+        for label, width in COLUMNS:
+            table.add_column(label, width=width)
+        table.focus()
+        self.scan(self.folder)
+
+    def _status(self, text: str, error: bool = False) -> None:
+        status = self.query_one("#load-status", Static)
+        status.update(text)
+        status.set_class(error, "-error")
+
+    def scan(self, folder: str) -> None:
+        self.folder = folder
+        self._status(f"Reading {folder} ...")
+        self._list(folder)
+
+    @work(thread=True, exclusive=True, group="load-list", exit_on_error=False)
+    def _list(self, folder: str) -> list[CheckpointInfo]:
+        from tui_trainer.engine.checkpoints import list_checkpoints
+
+        return list_checkpoints(folder)
+
+    @work(thread=True, exclusive=True, group="load-check", exit_on_error=False)
+    def _check(self, path: str) -> LoadChoice:
+        return check_loadable(path)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group == "load-list":
+            if event.state == WorkerState.SUCCESS:
+                self._fill(worker.result or [])
+            elif event.state == WorkerState.ERROR:
+                self._status(f"Cannot list {self.folder}: {worker.error}", error=True)
+        elif worker.group == "load-check":
+            if event.state == WorkerState.SUCCESS and worker.result is not None:
+                self.dismiss(worker.result)
+            elif event.state == WorkerState.ERROR:
+                error = worker.error
+                text = str(error) if isinstance(error, (CheckpointError, ConfigError)) else \
+                    f"{type(error).__name__}: {error}"
+                self._status(f"Cannot load: {text}", error=True)
+
+    def _fill(self, infos: list[CheckpointInfo]) -> None:
+        table = self.query_one("#load-table", DataTable)
+        table.clear()
+        self.infos = {info.path: info for info in infos}
+        for info in infos:
+            table.add_row(*_row(info), key=info.path)
+        if infos:
+            self._status(f"{len(infos)} checkpoint{'s' if len(infos) != 1 else ''} in {self.folder}, newest first.")
+        else:
+            self._status(f"No checkpoints in {self.folder} (nor in its run folders).")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.scan(event.value.strip() or ".")
+        self.query_one("#load-table", DataTable).focus()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        path = str(event.row_key.value)
+        info = self.infos.get(path)
+        if info is not None and info.error:
+            self._status(f"Cannot load {path}: {info.error}", error=True)
+            return
+        self._status(f"Checking {path} ...")
+        self._check(path)
+
+
+def _row(info: CheckpointInfo) -> tuple[str, ...]:
+    name = Path(info.path).name
+    when, size = _when(info.saved_at), fmt.size(info.size_bytes)
+    if info.error:
+        return (name, "", "", "unreadable", "", when, size, info.run_id, "")
+    metric = info.val_accuracy if info.val_accuracy is not None else info.val_r2
+    metric_text = fmt.percent(metric) if info.val_accuracy is not None else fmt.number(metric, 3)
+    return (name, str(info.epoch), f"{info.step:,}", fmt.number(info.val_loss), metric_text, when, size,
+            info.run_id, info.preset)
+
+
+def _when(timestamp: float) -> str:
+    """Time of day for today's files, the date and time for older ones."""
+    if not timestamp:
+        return fmt.NOT_AVAILABLE
+    moment = time.localtime(timestamp)
+    today = time.localtime()
+    same_day = (moment.tm_year, moment.tm_yday) == (today.tm_year, today.tm_yday)
+    return time.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M", moment)
+
+

@@ -1,0 +1,306 @@
+"""The setup screen: a preset list beside a form that edits the run's config.
+
+Nothing here imports torch at import time. After the first frame a thread worker imports it and lists
+this machine's devices; another counts the training samples of the chosen data, so that a batch size
+larger than the training set is flagged before the start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, OptionList, Select, Static
+from textual.widgets.option_list import Option
+from textual.worker import Worker, WorkerState
+
+from tui_trainer import presets
+from tui_trainer.catalog.datasets import DATASETS
+from tui_trainer.config import ConfigError, RunConfig, apply_overrides, config_from_dict
+from tui_trainer.engine.devices import DeviceInfo
+from tui_trainer.launch import LaunchOptions
+from tui_trainer.ui import form
+from tui_trainer.ui import format as fmt
+
+LABELS = {
+    "model": "Model",
+    "loss": "Loss",
+    "optimizer": "Optimizer",
+    "lr": "Learning rate",
+    "epochs": "Epochs",
+    "batch_size": "Batch size",
+    "device": "Device",
+    "precision": "Precision",
+    "checkpoint_dir": "Checkpoints",
+}
+SELECTS = ("model", "loss", "optimizer", "device", "precision")
+START_HINT = "Start (ctrl+r)"
+
+
+def device_label(device: DeviceInfo) -> str:
+    memory = f", {fmt.size(device.memory_total_bytes)}" if device.memory_total_bytes else ""
+    return f"{device.id}: {device.name}{memory}"
+
+
+class SetupScreen(Screen[None]):
+    """Pick a preset, edit the form, start (ctrl+r anywhere, or Enter on Start)."""
+
+    BINDINGS = [
+        Binding("ctrl+r", "start", "Start", priority=True),
+        Binding("l", "app.load", "Load checkpoint"),
+        Binding("question_mark", "app.help", "Keys", key_display="?"),
+        Binding("q", "app.quit", "Quit", show=False),
+    ]
+    HELP_EXTRA = [
+        ("tab / shift+tab", "Next / previous field"),
+        ("up / down, enter", "Move in the preset list; enter chooses a preset (fills the form)"),
+        ("enter on Start", "Start training"),
+    ]
+
+    class RunConfigured(Message):
+        """The form is valid and the user asked to start."""
+
+        def __init__(self, config: RunConfig) -> None:
+            super().__init__()
+            self.config = config
+
+    def __init__(self, options: LaunchOptions) -> None:
+        super().__init__(id="setup")
+        self.options = options
+        self.entries: dict[str, presets.PresetEntry] = {}
+        self.preset_name: str | None = None
+        self.base: dict[str, Any] | None = None
+        """The chosen preset's raw dict with the command line's overrides."""
+        self.base_config: RunConfig | None = None
+        self.devices: list[DeviceInfo] | None = None
+        self.train_sizes: dict[tuple, int] = {}
+        self.sizing: set[tuple] = set()
+        self.check_result = form.FormCheck()
+        self.start_error: ConfigError | None = None
+        """An error the trainer raised at the last start, shown until the form changes."""
+        self._started_once = False
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="setup-body"):
+            with Vertical(id="preset-pane"):
+                yield Label("Presets", classes="pane-title")
+                yield OptionList(id="preset-list")
+            with VerticalScroll(id="form"):
+                yield Label("Run", classes="pane-title")
+                yield Static("", id="preset-summary")
+                for name in form.FIELDS:
+                    with Horizontal(classes="field", id=f"field-{name}"):
+                        yield Label(LABELS[name], classes="field-label")
+                        if name in SELECTS:
+                            yield Select([], id=name, allow_blank=True, compact=True, prompt="-")
+                        else:
+                            yield Input(id=name, compact=True)
+                    yield Static("", id=f"error-{name}", classes="field-error")
+                yield Static("", id="form-error", classes="field-error")
+                yield Button(START_HINT, id="start", variant="primary")
+        yield Footer()
+
+    # ------------------------------------------------------------ loading
+
+    def on_mount(self) -> None:
+        self.entries = {entry.name: entry for entry in presets.discover(self.options.presets_dir)}
+        wanted = self.options.preset or presets.DEFAULT_PRESET
+        if wanted not in self.entries:
+            try:
+                path = presets.resolve(wanted, self.options.presets_dir)
+                self.entries[wanted] = presets.PresetEntry(wanted, path, str(path), "")
+            except ConfigError as error:
+                self._general_error(str(error))
+        option_list = self.query_one("#preset-list", OptionList)
+        for entry in self.entries.values():
+            prompt = Text(entry.name, style="bold")
+            prompt.append(f"\n{entry.error or entry.description}")
+            if option_list.option_count:
+                option_list.add_option(None)
+            option_list.add_option(Option(prompt, id=entry.name, disabled=entry.error is not None))
+        self.query_one("#device", Select).set_options([("auto: best available", "auto"), ("cpu", "cpu")])
+        self.query_one("#precision", Select).set_options([(name, name) for name in form.PRECISIONS])
+        if wanted in self.entries:
+            option_list.highlighted = option_list.get_option_index(wanted)
+            self.choose(wanted)
+        option_list.focus()
+        self._probe_devices()
+
+    @work(thread=True, exclusive=True, group="setup-devices", exit_on_error=False)
+    def _probe_devices(self) -> list[DeviceInfo]:
+        # Importing torch here, after the first frame, also warms it up for the first run.
+        from tui_trainer.engine.devices import list_devices
+
+        return list_devices()
+
+    @work(thread=True, group="setup-sizes", exit_on_error=False)
+    def _count_samples(self, key: tuple) -> tuple[tuple, int]:
+        return key, form.train_size(key)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if event.state != WorkerState.SUCCESS:
+            if event.state == WorkerState.ERROR and worker.group == "setup-sizes":
+                self.sizing.clear()  # the trainer reports data problems when it starts
+            return
+        if worker.group == "setup-devices":
+            self.devices = worker.result
+            self._set_device_options()
+        elif worker.group == "setup-sizes":
+            key, size = worker.result
+            self.sizing.discard(key)
+            self.train_sizes[key] = size
+        self.validate()
+
+    def _set_device_options(self) -> None:
+        select = self.query_one("#device", Select)
+        current = select.value if isinstance(select.value, str) else None
+        options = [(device_label(device), device.id) for device in self.devices or []]
+        if current and current not in {device.id for device in self.devices or []}:
+            options.append((f"{current}: not on this machine", current))
+        select.set_options(options)
+        if current:
+            select.value = current
+
+    # ------------------------------------------------------------ presets
+
+    @on(OptionList.OptionSelected, "#preset-list")
+    def _preset_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id:
+            self.choose(event.option.id)
+
+    def choose(self, name: str) -> None:
+        """Fill the form from a preset (with the command line's overrides on top)."""
+        self.preset_name = name
+        self.start_error = None
+        try:
+            path, raw = presets.load(str(self.entries[name].path) if name in self.entries else name,
+                                     self.options.presets_dir)
+            raw.setdefault("name", name)
+            base = apply_overrides(raw, self.options.overrides, source=str(path))
+            config = config_from_dict(base, source=str(path))
+        except ConfigError as error:
+            self.base = self.base_config = None
+            self._general_error(str(error))
+            return
+        self.base, self.base_config = base, config
+        for field, values in form.choices(config).items():
+            self.query_one(f"#{field}", Select).set_options([(value, value) for value in values])
+        if self.devices is None and config.device not in ("auto", "cpu"):
+            self.query_one("#device", Select).set_options(
+                [("auto: best available", "auto"), ("cpu", "cpu"), (config.device, config.device)])
+        values = form.values_from(config)
+        for field, value in values.items():
+            widget = self.query_one(f"#{field}")
+            if isinstance(widget, (Select, Input)):
+                widget.value = value
+        if self.devices is not None:
+            self._set_device_options()
+        self._summary(config)
+        self.validate()
+
+    def _summary(self, config: RunConfig) -> None:
+        dataset = DATASETS.get(config.data.source)
+        text = config.description or config.name
+        text += f"\n{config.task} · {config.data.source}: {dataset.description if dataset else 'custom data'}"
+        key = form.sizing_key(config)
+        if key in self.train_sizes:
+            text += f" · {self.train_sizes[key]:,} training samples"
+        self.query_one("#preset-summary", Static).update(Text(text))
+
+    # ------------------------------------------------------------ validation
+
+    def values(self) -> dict[str, str]:
+        values = {}
+        for name in form.FIELDS:
+            widget = self.query_one(f"#{name}")
+            if isinstance(widget, Select):
+                if isinstance(widget.value, str):
+                    values[name] = widget.value
+            elif isinstance(widget, Input):
+                values[name] = widget.value
+        return values
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def _edited(self, event: Message) -> None:
+        self.start_error = None
+        self.validate()
+
+    def validate(self) -> form.FormCheck:
+        """Check the form; flag each wrong field beside it. Returns the check (config when valid)."""
+        if self.base is None:
+            return form.FormCheck(errors={form.GENERAL: "choose a valid preset"})
+        values = self.values()
+        key = form.sizing_key(self.base_config) if self.base_config is not None else None
+        size = self.train_sizes.get(key) if key else None
+        result = form.check(self.base, values, size)
+        device = values.get("device")
+        if self.devices is not None and device and device not in {info.id for info in self.devices}:
+            allowed = ", ".join(info.id for info in self.devices)
+            result.errors.setdefault("device", f"device: {device!r} is not on this machine; allowed: {allowed}")
+            result.config = None
+        if self.start_error is not None:
+            result.errors.setdefault(form.field_for(self.start_error.path), str(self.start_error))
+            result.config = None
+        self.check_result = result
+        for name in form.FIELDS:
+            self._flag(name, result.errors.get(name, ""))
+        self._general_error(result.errors.get(form.GENERAL, ""))
+        if key is not None and key not in self.train_sizes and key not in self.sizing:
+            self.sizing.add(key)
+            self._count_samples(key)
+        if key in self.train_sizes and result.config is not None:
+            self._summary(result.config)
+        return result
+
+    def _flag(self, name: str, message: str) -> None:
+        error = self.query_one(f"#error-{name}", Static)
+        error.update(Text(message))
+        error.display = bool(message)
+        self.query_one(f"#{name}").set_class(bool(message), "-invalid")
+
+    def _general_error(self, message: str) -> None:
+        error = self.query_one("#form-error", Static)
+        error.update(Text(message))
+        error.display = bool(message)
+
+    def show_start_error(self, error: Exception) -> None:
+        """The trainer refused the config at the start (a batch size larger than the data, a device
+        this machine lacks ...): flag the field and keep the form."""
+        if isinstance(error, ConfigError):
+            self.start_error = ConfigError("", error.path, error.message)
+        else:
+            self.start_error = ConfigError("", "", str(error))
+        self.validate()
+
+    # ------------------------------------------------------------ start
+
+    @on(Button.Pressed, "#start")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    def action_start(self) -> None:
+        result = self.validate()
+        if result.config is None:
+            problems = len(result.errors) or 1
+            self.notify(f"Not started: fix the {problems} marked field{'s' if problems > 1 else ''} first.",
+                        severity="error", timeout=4)
+            for name in form.FIELDS:
+                if name in result.errors:
+                    self.query_one(f"#{name}").focus()
+                    break
+            return
+        self.post_message(self.RunConfigured(result.config))
+
+    def start_when_ready(self) -> None:
+        """--start: start as soon as the form holds a valid config (at once when it already does)."""
+        if not self._started_once:
+            self._started_once = True
+            self.action_start()

@@ -1,0 +1,96 @@
+"""The bridge between one Trainer and the app.
+
+The training thread only appends events to a deque; the first event after a drain also calls `notify`
+once (the app posts itself a message), so the app wakes only when there is something new and drains
+the whole batch on its own schedule. Nothing here touches a widget.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tui_trainer.config import RunConfig
+from tui_trainer.engine.controls import Controls
+from tui_trainer.engine.events import Event, RunFinished
+from tui_trainer.ui.run_view import RunView
+
+if TYPE_CHECKING:
+    from tui_trainer.engine.trainer import Trainer
+
+
+def training_threads() -> int:
+    """Leave a core to the UI: two torch threads on two cores stall badly beside anything else."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+class RunSession:
+    """One run under the app: its controls, its event queue and what the dashboard shows of it."""
+
+    def __init__(self, config: RunConfig, *, notify: Callable[[], object], resume_from: str | Path | None = None,
+                 start_paused: bool = False) -> None:
+        self.config = config
+        self.resume_from = str(resume_from) if resume_from else None
+        self.start_paused = start_paused
+        self.controls = Controls()
+        self.view = RunView(task=config.task, config=config.to_dict(), preset=config.name, epochs=config.epochs)
+        self.trainer: Trainer | None = None
+        self.result: RunFinished | None = None
+        self.finished = threading.Event()
+        """Set when run() returns or raises, in the training thread."""
+        self.stop_requested = False
+        self.paused_intent = start_paused
+        """Paused as far as the user asked (the engine confirms with a StateChanged)."""
+        self._events: deque[Event] = deque()
+        self._armed = True
+        self._notify = notify
+
+    # ------------------------------------------------------------ training thread
+
+    def on_event(self, event: Event) -> None:
+        """The Trainer's callback: enqueue, and wake the app once per batch. Returns at once."""
+        self._events.append(event)
+        if self._armed:
+            self._armed = False
+            self._notify()
+
+    def run(self) -> RunFinished:
+        """The whole run, in a worker thread. Setup errors propagate to the worker."""
+        try:
+            import torch
+
+            torch.set_num_threads(training_threads())
+            from tui_trainer.engine.trainer import Trainer
+
+            self.trainer = Trainer(self.config, self.on_event, controls=self.controls, resume_from=self.resume_from,
+                                   pause_on_fault=True, start_paused=self.start_paused)
+            self.result = self.trainer.run()
+            return self.result
+        finally:
+            self.finished.set()
+            self._notify()
+
+    # ------------------------------------------------------------ UI thread
+
+    def take(self) -> list[Event]:
+        """Every event waiting, oldest first; re-arms the wake-up before reading so none is missed."""
+        self._armed = True
+        events = []
+        while self._events:
+            events.append(self._events.popleft())
+        return events
+
+    @property
+    def active(self) -> bool:
+        """The training thread has not ended yet."""
+        return not self.finished.is_set()
+
+    def stop(self, reason: str) -> None:
+        """Save last.pt and end the run at the next step boundary (at once when paused)."""
+        if self.active:
+            self.stop_requested = True
+            self.controls.stop(save=True, reason=reason)

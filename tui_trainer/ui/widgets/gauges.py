@@ -1,0 +1,81 @@
+"""The device panel: a memory gauge per GPU in use (torch.cuda and NVML figures), or the process's
+memory and CPU use without one. Any figure a machine cannot give reads "n/a"."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widget import Widget
+
+from tui_trainer.engine.devices import DeviceSample
+from tui_trainer.ui import format as fmt
+
+
+def _gib(value: int | None) -> str:
+    return fmt.NOT_AVAILABLE if value is None else f"{value / 2**30:.1f}"
+
+
+class DevicePanel(Widget):
+    """Redrawn when the app hands it new samples (about every two seconds while training)."""
+
+    COMPONENT_CLASSES = {"gauge--bar", "gauge--label"}
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.samples: list[DeviceSample] = []
+        self.border_title = "Device"
+
+    def show(self, samples: list[DeviceSample]) -> None:
+        self.samples = samples
+        self.refresh()
+
+    def render(self) -> Text:
+        if not self.samples:
+            return Text("waiting for the run to start", self.get_component_rich_style("gauge--label"))
+        width = max(10, self.size.width)
+        lines: list[Text] = []
+        for sample in self.samples:
+            lines += self._gpu(sample, width) if sample.device.startswith("cuda") else self._host(sample, width)
+        for line in lines:
+            line.truncate(width, overflow="ellipsis")
+        return Text("\n").join(lines)
+
+    def _label(self, text: str) -> tuple[str, object]:
+        return (text, self.get_component_rich_style("gauge--label"))
+
+    def _bar(self, fraction: float | None, width: int) -> tuple[str, object]:
+        return (fmt.bar(fraction, width), self.get_component_rich_style("gauge--bar"))
+
+    def _host(self, sample: DeviceSample, width: int) -> list[Text]:
+        cores = _cores()
+        cpu = sample.process_cpu_percent
+        cpu_fraction = cpu / (100 * cores) if cpu is not None else None
+        cpu_text = fmt.NOT_AVAILABLE if cpu is None else f"{cpu:.0f}%"
+        return [
+            Text(sample.name),
+            Text.assemble(self._label("memory "), fmt.size(sample.process_rss_bytes)),
+            Text.assemble(self._label("CPU    "), cpu_text, self._label(f" of {cores * 100}%")),
+            Text.assemble(self._bar(cpu_fraction, width)),
+            Text("this process; no GPU in use", self.get_component_rich_style("gauge--label")),
+        ]
+
+    def _gpu(self, sample: DeviceSample, width: int) -> list[Text]:
+        total = sample.memory_total_bytes
+        reserved = sample.memory_reserved_bytes
+        fraction = reserved / total if reserved is not None and total else None
+        temperature = fmt.NOT_AVAILABLE if sample.temperature_c is None else f"{sample.temperature_c:.0f}°C"
+        utilization = fmt.NOT_AVAILABLE if sample.utilization_percent is None else f"{sample.utilization_percent:.0f}%"
+        return [
+            Text(f"{sample.device} {sample.name}"),
+            Text.assemble(self._bar(fraction, width)),
+            Text.assemble(self._label("reserved "), _gib(reserved), " / ", _gib(total), " GiB"),
+            Text.assemble(self._label("alloc "), _gib(sample.memory_allocated_bytes),
+                          self._label("  peak "), _gib(sample.memory_peak_bytes), " GiB"),
+            Text.assemble(self._label("all procs "), _gib(sample.memory_used_all_processes_bytes), " GiB"),
+            Text.assemble(self._label("util "), utilization, self._label("  temp "), temperature),
+        ]
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
