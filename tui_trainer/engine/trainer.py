@@ -8,6 +8,7 @@ step: losses and correct counts add up on the device and are read back once per 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import platform
@@ -43,7 +44,7 @@ from tui_trainer.engine.events import (
     StateChanged,
     Warning,
 )
-from tui_trainer.engine.metrics import MetricsLog, read_metrics
+from tui_trainer.engine.metrics import MetricsLog
 from tui_trainer.yaml_io import dump_yaml
 
 EventCallback = Callable[[Event], None]
@@ -72,6 +73,40 @@ def new_run_id(preset: str, folder: Path) -> str:
     return run_id
 
 
+def _last_logged_step(metrics_path: Path) -> int:
+    try:
+        with metrics_path.open("rb") as file:
+            file.seek(0, os.SEEK_END)
+            file.seek(max(0, file.tell() - 65536))
+            lines = file.read().splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line).get("step", 0))
+        except (ValueError, AttributeError):
+            continue
+    return 0
+
+
+def plan_run_dir(config: RunConfig, resume_from: Path | None, run_id: str | None = None) -> Path:
+    """The folder a run writes to. A new run: <checkpoint.dir>/<run-id>. A resumed run: the checkpoint's
+    folder, unless the run went further than the checkpoint; then a branch <run-id>-from-s<step>, so two
+    futures never mix in one metrics.jsonl."""
+    if resume_from is None:
+        root = Path(config.checkpoint.dir).expanduser()
+        return root / (run_id or new_run_id(config.name, root))
+    previous = resume_from.parent
+    step = checkpoints.read_info(resume_from).step
+    if _last_logged_step(previous / "metrics.jsonl") <= step:
+        return previous
+    branch, counter = previous.parent / f"{previous.name}-from-s{step}", 1
+    while (branch / "metrics.jsonl").exists():
+        counter += 1
+        branch = previous.parent / f"{previous.name}-from-s{step}-{counter}"
+    return branch
+
+
 @dataclass
 class RunHistory:
     """Progress, epoch and hyperparameter records for charts after a resume. Bounded: past the limit,
@@ -97,12 +132,14 @@ class Trainer:
 
     def __init__(self, config: RunConfig, on_event: EventCallback | None = None, *,
                  controls: Controls | None = None, resume_from: str | Path | None = None,
-                 run_id: str | None = None, pause_on_fault: bool = False, start_paused: bool = False) -> None:
+                 run_id: str | None = None, run_dir: str | Path | None = None, pause_on_fault: bool = False,
+                 start_paused: bool = False) -> None:
         self.config = config
         self.on_event = on_event or (lambda event: None)
         self.controls = controls or Controls()
         self.resume_from = Path(resume_from) if resume_from else None
         self.run_id = run_id
+        self.planned_run_dir = Path(run_dir) if run_dir else None
         self.pause_on_fault = pause_on_fault
         self.start_paused = start_paused
         self.state = "starting"
@@ -191,14 +228,8 @@ class Trainer:
             return model
 
     def _open_run_folder(self) -> None:
-        root = Path(self.config.checkpoint.dir).expanduser()
-        if self.resume_from is not None:
-            previous = self.resume_from.parent
-            self.run_id = self.run_id or previous.name
-            self.run_dir = previous
-        else:
-            self.run_id = self.run_id or new_run_id(self.config.name, root)
-            self.run_dir = root / self.run_id
+        self.run_dir = self.planned_run_dir or plan_run_dir(self.config, self.resume_from, self.run_id)
+        self.run_id = self.run_dir.name
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             os.chmod(self.run_dir, 0o700)
@@ -239,15 +270,8 @@ class Trainer:
         self.epoch_totals = list(state["epoch_totals"])
         self.history.records = list(payload.get("history", []))
         checkpoints.restore_rng(payload["rng"])
-        on_disk = read_metrics(self.run_dir / "metrics.jsonl")
-        if on_disk and on_disk[-1].get("step", 0) > self.step:
-            # Resuming from an earlier point than the run reached: branch into a new folder rather
-            # than mixing two futures in one metrics.jsonl.
-            self._metrics_log = None
-            self.run_id = f"{self.run_id}-from-s{self.step}"
-            self.run_dir = self.run_dir.parent / self.run_id
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._metrics_log = MetricsLog(self.run_dir / "metrics.jsonl")
+        if not (self.run_dir / "metrics.jsonl").exists() and self._metrics_log is not None:
+            # A branch (see plan_run_dir) starts its metrics.jsonl with the history it continues.
             for record in self.history.records:
                 self._metrics_log.write(record)
 
