@@ -65,10 +65,11 @@ def make_config(checkpoint_dir):
     from tui_trainer import presets
 
     def make(preset: str = "digits-mlp", overrides: dict | None = None, **dotted):
-        values = {"device": "cpu", "checkpoint.dir": str(checkpoint_dir)}
-        values.update(overrides or {})
-        values.update({key.replace("__", "."): value for key, value in dotted.items()})
-        return presets.load_config(preset, values)
+        """dotted: `data__batch_size=8` sets data.batch_size; a whole section replaces the preset's."""
+        values = {**(overrides or {}), **{key.replace("__", "."): value for key, value in dotted.items()}}
+        if isinstance(values.get("checkpoint"), dict):
+            values["checkpoint"] = {"dir": str(checkpoint_dir), **values["checkpoint"]}
+        return presets.load_config(preset, {"device": "cpu", "checkpoint.dir": str(checkpoint_dir), **values})
 
     return make
 
