@@ -1,0 +1,386 @@
+"""Checkpoints: atomic saves, loads that never run code, a clear message for every kind of bad file,
+listing without the weights, and the run folder's last.pt, best.pt and pruned periodic saves."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from tui_trainer.engine import checkpoints
+from tui_trainer.engine.checkpoints import (
+    FORMAT,
+    FORMAT_VERSION,
+    TEMP_PREFIX,
+    CheckpointError,
+    clean_temporary_files,
+    list_checkpoints,
+    load_checkpoint,
+    read_info,
+    save_checkpoint,
+)
+from tui_trainer.engine.events import CheckpointSaved, EpochEnded
+from tui_trainer.engine.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One short run of iris-linear: its run folder (last.pt, best.pt, epoch-*.pt) and its events."""
+    from tui_trainer import presets
+
+    folder = tmp_path_factory.mktemp("trained")
+    config = presets.load_config("iris-linear", {"device": "cpu", "checkpoint.dir": str(folder), "epochs": 3})
+    events = []
+    trainer = Trainer(config, events.append)
+    trainer.run()
+    return trainer.run_dir, events
+
+
+@pytest.fixture
+def payload(trained):
+    return load_checkpoint(trained[0] / "last.pt")
+
+
+def temp_files(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.name.startswith(TEMP_PREFIX)]
+
+
+# ---------------------------------------------------------------- what a checkpoint holds
+
+
+def test_a_checkpoint_describes_itself(payload):
+    assert payload["format"] == FORMAT and payload["format_version"] == FORMAT_VERSION
+    meta = payload["meta"]
+    assert meta["preset"] == "iris-linear" and meta["task"] == "classification"
+    assert meta["epoch"] == 3 and meta["step"] == 24 and meta["epoch_complete"] is True and meta["reason"] == "last"
+    assert set(meta["val"]) == {"val_loss", "val_accuracy"}
+    assert set(meta["versions"]) == {"tui_trainer", "torch", "python"}
+    assert payload["config"]["name"] == "iris-linear"
+    assert set(payload["model"]) == {"1.weight", "1.bias"}
+    assert payload["optimizer"]["state"] and payload["optimizer"]["param_groups"][0]["momentum"] == 0.9
+    assert payload["trainer"]["step"] == 24 and payload["trainer"]["epoch"] == 4 and payload["trainer"]["position"] == 0
+    assert isinstance(payload["rng"]["torch"], torch.Tensor)
+    kinds = {record["type"] for record in payload["history"]}
+    assert kinds == {"progress", "epoch_ended"}
+
+
+def test_round_trip_keeps_every_tensor(tmp_path, payload):
+    path = tmp_path / "copy.pt"
+    size = save_checkpoint(path, payload)
+    assert size == path.stat().st_size > 0
+    again = load_checkpoint(path)
+    for name, tensor in payload["model"].items():
+        assert torch.equal(again["model"][name], tensor)
+    assert again["meta"] == payload["meta"] and again["config"] == payload["config"]
+    assert temp_files(tmp_path) == []
+
+
+# ---------------------------------------------------------------- atomic saves
+
+
+class Interrupted(BaseException):
+    """Stands for the process dying in the middle of a write."""
+
+
+def test_a_save_that_dies_midway_leaves_the_old_file(tmp_path, payload, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, payload)
+    before = path.read_bytes()
+    real_save = torch.save
+
+    def dies_midway(obj, file, *args, **kwargs):
+        buffer = io.BytesIO()
+        real_save(obj, buffer)
+        file.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        file.flush()
+        raise Interrupted
+
+    monkeypatch.setattr(torch, "save", dies_midway)
+    changed = {**payload, "meta": {**payload["meta"], "step": 999}}
+    with pytest.raises(Interrupted):
+        save_checkpoint(path, changed)
+    assert path.read_bytes() == before
+    assert load_checkpoint(path)["meta"]["step"] == 24
+    assert temp_files(tmp_path) == [], "the half-written temporary file is removed"
+    assert [info.path for info in list_checkpoints(tmp_path)] == [str(path)]
+
+
+def test_a_full_disk_is_a_clear_error_and_the_old_file_stays(tmp_path, payload, monkeypatch):
+    path = tmp_path / "best.pt"
+    save_checkpoint(path, payload)
+    before = path.read_bytes()
+    real_fsync = os.fsync
+
+    def no_space(descriptor):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(CheckpointError) as caught:
+        save_checkpoint(path, payload)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert str(caught.value) == f"{path}: not saved: the disk is full; the previous checkpoint is untouched"
+    assert path.read_bytes() == before and temp_files(tmp_path) == []
+
+
+def test_a_folder_that_cannot_be_written(tmp_path, payload, monkeypatch):
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(checkpoints.tempfile, "mkstemp", read_only)
+    with pytest.raises(CheckpointError) as caught:
+        save_checkpoint(tmp_path / "last.pt", payload)
+    assert str(caught.value) == f"{tmp_path / 'last.pt'}: cannot write here: Permission denied"
+
+
+def test_a_failing_rename_keeps_the_old_file(tmp_path, payload, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, payload)
+    before = path.read_bytes()
+
+    def cannot_rename(source, target):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(checkpoints.os, "replace", cannot_rename)
+    with pytest.raises(CheckpointError, match="not saved: Input/output error"):
+        save_checkpoint(path, payload)
+    assert path.read_bytes() == before and temp_files(tmp_path) == []
+
+
+def test_leftover_temporary_files_are_never_listed_and_cleaned_when_old(tmp_path, payload):
+    save_checkpoint(tmp_path / "run" / "last.pt", payload)
+    stale = tmp_path / "run" / f"{TEMP_PREFIX}last.pt.abc123"
+    fresh = tmp_path / "run" / f"{TEMP_PREFIX}best.pt.def456"
+    dotted = tmp_path / "run" / f"{TEMP_PREFIX}epoch.pt"
+    for leftover in (stale, fresh, dotted):
+        leftover.write_bytes(b"PK\x03\x04 half a file")
+    old = os.stat(stale).st_mtime - 3600
+    os.utime(stale, (old, old))
+    os.utime(dotted, (old, old))
+    assert [Path(info.path).name for info in list_checkpoints(tmp_path)] == ["last.pt"]
+    assert clean_temporary_files(tmp_path) == 2
+    assert not stale.exists() and not dotted.exists() and fresh.exists(), "a save in progress is left alone"
+
+
+def test_a_new_run_in_the_folder_cleans_old_leftovers(make_config, run_trainer):
+    config = make_config("iris-linear", epochs=1)
+    _, _, trainer = run_trainer(config)
+    leftover = trainer.run_dir / f"{TEMP_PREFIX}last.pt.zzz"
+    leftover.write_bytes(b"half")
+    old = os.stat(leftover).st_mtime - 3600
+    os.utime(leftover, (old, old))
+    run_trainer(config, resume_from=trainer.run_dir / "last.pt")
+    assert not leftover.exists()
+
+
+# ---------------------------------------------------------------- bad files, each with its own message
+
+
+class RunsCode:
+    """Unpickling this runs a shell command that creates a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def bad_files(folder: Path, payload: dict) -> dict[str, Path]:
+    folder.mkdir(exist_ok=True)
+    good = folder / "good.pt"
+    save_checkpoint(good, payload)
+    data = good.read_bytes()
+    files = {
+        "empty": folder / "empty.pt",
+        "truncated": folder / "truncated.pt",
+        "png": folder / "picture.pt",
+        "text": folder / "notes.pt",
+        "foreign-zip": folder / "archive.pt",
+        "plain-tensor": folder / "tensor.pt",
+        "foreign-dict": folder / "other-program.pt",
+        "pickle-code": folder / "crafted-pickle.pt",
+        "torch-code": folder / "crafted-torch.pt",
+        "newer": folder / "newer.pt",
+        "folder": folder / "folder.pt",
+    }
+    files["empty"].write_bytes(b"")
+    files["truncated"].write_bytes(data[: len(data) * 2 // 3])
+    files["png"].write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64))
+    files["text"].write_text("epoch,loss\n1,0.5\n", encoding="utf-8")
+    with zipfile.ZipFile(files["foreign-zip"], "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    torch.save(torch.zeros(3), files["plain-tensor"])
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "epoch": 3}, files["foreign-dict"])
+    with files["pickle-code"].open("wb") as file:
+        pickle.dump({"format": FORMAT, "model": RunsCode(folder / "pwned-pickle")}, file)
+    torch.save({"format": FORMAT, "format_version": 1, "model": RunsCode(folder / "pwned-torch")},
+               files["torch-code"])
+    torch.save({**payload, "format_version": FORMAT_VERSION + 1}, files["newer"])
+    files["folder"].mkdir()
+    return files
+
+
+EXPECTED = {
+    "missing": "no such file",
+    "empty": "the file is empty",
+    "truncated": "truncated or damaged",
+    "png": "not a checkpoint: the file is not in PyTorch's format",
+    "text": "not a checkpoint: the file is not in PyTorch's format",
+    "foreign-zip": "not a checkpoint: a zip file, but not one PyTorch wrote",
+    "plain-tensor": "not a tui-trainer checkpoint",
+    "foreign-dict": "not a tui-trainer checkpoint",
+    "pickle-code": "refused: a bare pickle, which could run code when loaded",
+    "torch-code": "refused: the file holds code that would run when loaded",
+    "newer": f"written by a newer tui-trainer (format {FORMAT_VERSION + 1}; this one reads up to {FORMAT_VERSION})",
+    "folder": "is a folder",
+}
+
+
+@pytest.fixture
+def bad(tmp_path, payload):
+    files = bad_files(tmp_path / "bad", payload)
+    files["missing"] = tmp_path / "bad" / "missing.pt"
+    return files
+
+
+def test_each_bad_file_gets_its_own_one_line_message(bad, tmp_path):
+    messages = {}
+    for kind, path in bad.items():
+        with pytest.raises(CheckpointError) as caught:
+            load_checkpoint(path)
+        text = str(caught.value)
+        assert len(text.splitlines()) == 1 and text.startswith(f"{path}: "), text
+        assert EXPECTED[kind] in caught.value.message, (kind, text)
+        messages[kind] = caught.value.message
+    distinct = {"missing", "empty", "truncated", "png", "foreign-zip", "plain-tensor", "pickle-code", "torch-code",
+                "newer", "folder"}
+    assert len({messages[kind] for kind in distinct}) == len(distinct)
+    assert not (tmp_path / "bad" / "pwned-pickle").exists()
+    assert not (tmp_path / "bad" / "pwned-torch").exists()
+
+
+def test_the_crafted_files_really_would_run_code(bad, tmp_path):
+    """The two crafted files are live: a plain unpickle runs their command (in this test only)."""
+    with bad["pickle-code"].open("rb") as file:
+        pickle.load(file)
+    assert (tmp_path / "bad" / "pwned-pickle").exists()
+    torch.load(bad["torch-code"], weights_only=False)
+    assert (tmp_path / "bad" / "pwned-torch").exists()
+
+
+def test_listing_shows_bad_files_with_their_errors(bad, tmp_path):
+    infos = {Path(info.path).name: info for info in list_checkpoints(tmp_path / "bad")}
+    assert infos["good.pt"].error is None and infos["good.pt"].step == 24
+    for kind in ("empty", "truncated", "png", "plain-tensor", "pickle-code", "torch-code", "newer"):
+        assert EXPECTED[kind] in infos[bad[kind].name].error, kind
+    assert not (tmp_path / "bad" / "pwned-pickle").exists() and not (tmp_path / "bad" / "pwned-torch").exists()
+
+
+def test_resuming_from_a_crafted_file_is_refused_before_training(bad, make_config, recorder, tmp_path):
+    for kind in ("pickle-code", "torch-code", "truncated", "newer"):
+        with pytest.raises(CheckpointError, match=r"refused|truncated|newer"):
+            Trainer(make_config("iris-linear"), recorder, resume_from=bad[kind]).run()
+    assert not (tmp_path / "bad" / "pwned-pickle").exists() and not (tmp_path / "bad" / "pwned-torch").exists()
+    assert "running" not in recorder.states()
+
+
+def test_a_checkpoint_of_another_model_does_not_fit(trained, make_config, recorder):
+    config = make_config("iris-linear", model={"name": "mlp", "options": {"hidden": [4]}})
+    with pytest.raises(CheckpointError, match="does not fit this run's model or optimizer"):
+        Trainer(config, recorder, resume_from=trained[0] / "last.pt").run()
+
+
+def test_missing_keys_are_damage(tmp_path, payload):
+    broken = {key: value for key, value in payload.items() if key != "trainer"}
+    torch.save(broken, tmp_path / "partial.pt")
+    with pytest.raises(CheckpointError, match="damaged: missing trainer"):
+        load_checkpoint(tmp_path / "partial.pt")
+
+
+# ---------------------------------------------------------------- listing
+
+
+def test_listing_is_newest_first_with_metadata(tmp_path, payload):
+    for index, name in enumerate(["a/epoch-0001.pt", "b/last.pt", "top.pt", "a/best.pt"]):
+        save_checkpoint(tmp_path / name, {**payload, "meta": {**payload["meta"], "saved_at": 1000.0 + index,
+                                                              "run_id": Path(name).parent.name}})
+    infos = list_checkpoints(tmp_path)
+    assert [Path(info.path).relative_to(tmp_path).as_posix() for info in infos] == [
+        "a/best.pt", "top.pt", "b/last.pt", "a/epoch-0001.pt"]
+    info = infos[0]
+    assert info.run_id == "a" and info.preset == "iris-linear" and info.epoch == 3 and info.step == 24
+    assert info.val_accuracy == payload["meta"]["val"]["val_accuracy"] and info.val_loss is not None
+    assert info.val_r2 is None and info.reason == "last" and info.error is None
+    assert info.size_bytes == (tmp_path / "a" / "best.pt").stat().st_size
+    assert list_checkpoints(tmp_path / "no-such-folder") == []
+    assert [Path(info.path).name for info in list_checkpoints(tmp_path / "a")] == ["best.pt", "epoch-0001.pt"]
+
+
+def test_listing_does_not_read_the_weights(tmp_path, payload, monkeypatch):
+    save_checkpoint(tmp_path / "last.pt", payload)
+    calls = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    info = read_info(tmp_path / "last.pt")
+    assert info.step == 24
+    assert calls and all(call.get("mmap") is True and call.get("weights_only") is True for call in calls)
+
+
+def test_read_info_of_a_missing_file():
+    info = read_info("/no/such/dir/last.pt")
+    assert info.error == "no such file" and info.size_bytes == 0
+
+
+# ---------------------------------------------------------------- the run folder: last, best, keep_last
+
+
+def test_keep_last_prunes_periodic_checkpoints(make_config, run_trainer):
+    config = make_config("iris-linear", epochs=5, checkpoint={"every_epochs": 1, "keep_last": 2})
+    _, events, trainer = run_trainer(config)
+    names = sorted(path.name for path in trainer.run_dir.glob("*.pt"))
+    assert names == ["best.pt", "epoch-0004.pt", "epoch-0005.pt", "last.pt"]
+    saved = [event for event in events.of(CheckpointSaved) if event.reason == "epoch"]
+    assert [Path(event.path).name for event in saved] == [f"epoch-000{index}.pt" for index in range(1, 6)]
+    assert load_checkpoint(trainer.run_dir / "epoch-0004.pt")["meta"]["epoch"] == 4
+
+
+def test_every_epochs_and_no_best(make_config, run_trainer):
+    config = make_config("iris-linear", epochs=4, checkpoint={"every_epochs": 2, "keep_last": 5, "save_best": False})
+    _, _, trainer = run_trainer(config)
+    assert sorted(path.name for path in trainer.run_dir.glob("*.pt")) == ["epoch-0002.pt", "epoch-0004.pt", "last.pt"]
+    config = make_config("iris-linear", epochs=2, checkpoint={"every_epochs": 0})
+    _, _, trainer = run_trainer(config)
+    assert sorted(path.name for path in trainer.run_dir.glob("*.pt")) == ["best.pt", "last.pt"]
+
+
+@pytest.mark.parametrize(("preset", "monitor", "best_of"), [
+    ("digits-mlp", "val_accuracy", max),
+    ("digits-mlp", "val_loss", min),
+    ("sine-regression", "val_r2", max),
+    ("sine-regression", "val_mae", min),
+])
+def test_best_follows_the_monitored_metric(preset, monitor, best_of, make_config, run_trainer):
+    config = make_config(preset, epochs=4, checkpoint={"monitor": monitor})
+    finished, events, trainer = run_trainer(config)
+    epochs = events.of(EpochEnded)
+    values = [epoch.val[monitor] for epoch in epochs]
+    best_value = best_of(values)
+    best_epoch = values.index(best_value) + 1
+    best = load_checkpoint(trainer.run_dir / "best.pt")
+    assert best["meta"]["val"][monitor] == best_value
+    assert best["meta"]["epoch"] == best_epoch and finished.best_epoch == best_epoch
+    assert finished.best[monitor] == best_value
+    flagged = [epoch.epoch for epoch in epochs if epoch.is_best]
+    assert flagged[0] == 1 and flagged[-1] == best_epoch
+    best_saves = [event.epoch for event in events.of(CheckpointSaved) if event.reason == "best"]
+    assert len(best_saves) == len(flagged)
