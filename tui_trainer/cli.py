@@ -7,14 +7,14 @@ torch and textual are imported only by the commands that need them, so --help an
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from tui_trainer import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-COMMANDS = ("presets", "checkpoints")
+COMMANDS = ("presets", "checkpoints", "runs", "attach", "stop")
 
 # Flag -> the preset field it sets.
 OVERRIDE_FLAGS: dict[str, str] = {
@@ -38,7 +38,10 @@ def _run_parser() -> argparse.ArgumentParser:
         description="Train PyTorch models from the terminal: a full-screen cockpit, or --headless for CI.",
         epilog="Other commands:\n"
                "  tui-trainer presets [--presets-dir DIR]   list the presets\n"
-               "  tui-trainer checkpoints [DIR]             list checkpoints with their metadata\n\n"
+               "  tui-trainer checkpoints [DIR]             list checkpoints with their metadata\n"
+               "  tui-trainer runs                          list runs and their state\n"
+               "  tui-trainer attach [RUN]                  open the app on a detached run\n"
+               "  tui-trainer stop RUN                      ask a live run to save and stop\n\n"
                "Exit codes: 0 done, 1 training failed, 2 bad input, 128+N stopped by signal N (saved first).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -48,6 +51,9 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--headless", action="store_true", help="train without the app: progress on stdout")
     parser.add_argument("--start", action="store_true", help="app: start training at once")
     parser.add_argument("--json", action="store_true", help="headless: print every event as a JSON line")
+    parser.add_argument("--detach", action="store_true",
+                        help="train in a background process that outlives the terminal (attach with "
+                             "`tui-trainer attach`)")
     parser.add_argument("--resume", metavar="PATH", help="continue from a checkpoint (its config, plus overrides)")
     group = parser.add_argument_group("overrides (each sets one preset field)")
     group.add_argument("--epochs", metavar="N")
@@ -70,6 +76,24 @@ def _presets_parser() -> argparse.ArgumentParser:
     parser = _OneLineErrors(prog="tui-trainer presets", description="List the presets.")
     parser.add_argument("--presets-dir", metavar="DIR")
     parser.add_argument("--json", action="store_true", help="one JSON object per preset")
+    return parser
+
+
+def _runs_parser(command: str) -> argparse.ArgumentParser:
+    descriptions = {
+        "runs": "List the runs in the checkpoint folder with their state, newest first.",
+        "attach": "Open the app on a detached run: its whole history, then live, with full control.",
+        "stop": "Ask a live run to save last.pt and stop.",
+    }
+    parser = _OneLineErrors(prog=f"tui-trainer {command}", description=descriptions[command])
+    if command != "runs":
+        parser.add_argument("run", nargs="?" if command == "attach" else None, metavar="RUN",
+                            help="a run id (its folder's name) or a run folder's path"
+                                 + ("; default: the newest live run" if command == "attach" else ""))
+    parser.add_argument("--checkpoint-dir", default="checkpoints", metavar="DIR",
+                        help="the folder of run folders (default: checkpoints)")
+    if command == "runs":
+        parser.add_argument("--json", action="store_true", help="one JSON object per run")
     return parser
 
 
@@ -100,7 +124,7 @@ def _launch_options(args: argparse.Namespace):
     from tui_trainer.yaml_io import parse_scalar
 
     options = LaunchOptions(preset=args.preset, presets_dir=args.presets_dir, resume=args.resume,
-                            start=args.start, json=args.json)
+                            start=args.start, json=args.json, detach=args.detach)
     for flag, key in OVERRIDE_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:
@@ -114,6 +138,15 @@ def _launch_options(args: argparse.Namespace):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `tui-trainer runs | head`: the reader left; nothing more to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in COMMANDS:
         from tui_trainer import listing
@@ -122,8 +155,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "presets":
             args = _presets_parser().parse_args(rest)
             return listing.print_presets(args.presets_dir, as_json=args.json)
-        args = _checkpoints_parser().parse_args(rest)
-        return listing.print_checkpoints(args.dir, as_json=args.json)
+        if command == "checkpoints":
+            args = _checkpoints_parser().parse_args(rest)
+            return listing.print_checkpoints(args.dir, as_json=args.json)
+        args = _runs_parser(command).parse_args(rest)
+        if command == "runs":
+            return listing.print_runs(args.checkpoint_dir, as_json=args.json)
+        if command == "stop":
+            from tui_trainer.detached.commands import stop_run
+
+            return stop_run(args.checkpoint_dir, args.run)
+        from tui_trainer.detached.commands import attach_target
+
+        target = attach_target(args.checkpoint_dir, args.run)
+        if isinstance(target, int):
+            return target
+        from tui_trainer.launch import LaunchOptions
+        from tui_trainer.ui.app import run_app
+
+        return run_app(LaunchOptions(attach=target))
 
     args = _run_parser().parse_args(argv)
     from tui_trainer.config import ConfigError
@@ -134,6 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(error))
     if args.json and not args.headless:
         return _fail("--json goes with --headless")
+    if args.headless and args.detach:
+        from tui_trainer.detached.commands import start_detached
+
+        return start_detached(options)
     if args.headless:
         from tui_trainer.headless import run_headless
 

@@ -28,6 +28,7 @@ from tui_trainer.engine.events import (
     StateChanged,
     Warning,
 )
+from tui_trainer.engine.runinfo import RunInfoWriter, fan_out
 from tui_trainer.launch import LaunchOptions
 from tui_trainer.listing import human_bytes
 
@@ -241,7 +242,7 @@ def run_headless(options: LaunchOptions, out: TextIO | None = None) -> int:
     else:
         reporter = PlainReporter(out)
     controls = Controls()
-    trainer = Trainer(config, reporter, controls=controls, resume_from=options.resume)
+    trainer = Trainer(config, fan_out(RunInfoWriter(), reporter), controls=controls, resume_from=options.resume)
     with SignalStop(controls, lambda message: print(message, file=sys.stderr, flush=True)) as signals:
         try:
             result = trainer.run()

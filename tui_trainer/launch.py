@@ -28,6 +28,10 @@ class LaunchOptions:
     start: bool = False
     """The app starts training at once instead of waiting on the setup screen."""
     json: bool = False
+    detach: bool = False
+    """Train in a background process that outlives the terminal (see tui_trainer.detached)."""
+    attach: str | None = None
+    """The app: the run folder of a detached run to attach to, instead of the setup screen."""
 
 
 def resolve_config(options: LaunchOptions) -> tuple[RunConfig, Path | None]:

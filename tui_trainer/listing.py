@@ -78,3 +78,36 @@ def print_checkpoints(folder: str, as_json: bool = False) -> int:
     Console().print(table)
     print("Continue one: tui-trainer --headless --resume FILE   (or press l in the app)")
     return 0
+
+
+def print_runs(folder: str, as_json: bool = False) -> int:
+    from tui_trainer.engine.runinfo import list_runs
+
+    runs = list_runs(folder)
+    if as_json:
+        for info in runs:
+            print(json.dumps(dataclasses.asdict(info)))
+        return 0
+    if not runs:
+        print(f"No runs under {folder}.")
+        return 0
+    table = Table(title=f"Runs in {folder} (newest first)", title_justify="left")
+    table.add_column("run", min_width=16, overflow="fold")
+    table.add_column("state", overflow="fold")
+    for column in ("epoch", "step"):
+        table.add_column(column, no_wrap=True, justify="right")
+    table.add_column("best", overflow="fold")
+    table.add_column("started", min_width=5, overflow="fold")
+    for info in runs:
+        state = info.state
+        if info.state in ("running", "paused", "starting", "stopping"):
+            state += f"\n[dim]{'detached, ' if info.detached else ''}pid {info.pid}[/]"
+        elif info.state == "lost" and info.exit_status:
+            state += f"\n[dim]{info.exit_status}[/]"
+        best = f"{info.best:.4f}\n[dim]{info.monitor}[/]" if info.best is not None else "n/a"
+        started = time.strftime("%m-%d\n%H:%M", time.localtime(info.started_at)) if info.started_at else "?"
+        table.add_row(f"{info.run_id}\n[dim]{info.preset}[/]", state, f"{info.epoch}/{info.epochs}",
+                      f"{info.step}/{info.total_steps}", best, started)
+    Console().print(table)
+    print("Attach to a detached run: tui-trainer attach RUN   stop one: tui-trainer stop RUN")
+    return 0

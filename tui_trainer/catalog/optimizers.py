@@ -23,7 +23,8 @@ class OptimizerSpec:
 OPTIMIZERS: dict[str, OptimizerSpec] = {
     spec.name: spec
     for spec in [
-        OptimizerSpec("sgd", "SGD", "stochastic gradient descent", ("lr", "weight_decay", "momentum", "nesterov"), True),
+        OptimizerSpec("sgd", "SGD", "stochastic gradient descent", ("lr", "weight_decay", "momentum", "nesterov"),
+                      True),
         OptimizerSpec("adam", "Adam", "Adam", ("lr", "weight_decay", "betas"), True),
         OptimizerSpec("adamw", "AdamW", "Adam with decoupled weight decay", ("lr", "weight_decay", "betas"), True),
         OptimizerSpec("rmsprop", "RMSprop", "RMSprop", ("lr", "weight_decay", "momentum", "alpha")),

@@ -94,9 +94,9 @@ def plan_run_dir(config: RunConfig, resume_from: Path | None, run_id: str | None
     folder, unless the run went further than the checkpoint; then a branch <run-id>-from-s<step>, so two
     futures never mix in one metrics.jsonl."""
     if resume_from is None:
-        root = Path(config.checkpoint.dir).expanduser()
+        root = Path(config.checkpoint.dir).expanduser().resolve()
         return root / (run_id or new_run_id(config.name, root))
-    previous = resume_from.parent
+    previous = resume_from.resolve().parent
     step = checkpoints.read_info(resume_from).step
     if _last_logged_step(previous / "metrics.jsonl") <= step:
         return previous

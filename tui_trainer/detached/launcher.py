@@ -1,0 +1,164 @@
+"""Starting a detached run, and the two processes it consists of.
+
+`launch_detached` starts a supervisor in a new session (so it survives SIGHUP and the app's exit). The
+supervisor starts the engine and waits for it: if the engine dies without saying it finished (SIGKILL,
+a crash), the supervisor marks the run lost in run.json with the exit status and removes its socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tui_trainer.engine.events import FINAL_STATES
+from tui_trainer.engine.runinfo import SOCKET_FILE, RunInfo, read_run_info, write_run_info
+from tui_trainer.launch import LaunchOptions
+
+ENGINE_LOG = "engine.log"
+READY_TIMEOUT_S = 180.0
+
+
+class DetachError(Exception):
+    """The detached run did not start; the message is the engine's own one-line reason."""
+
+
+def _module_command(run_dir: Path, options: LaunchOptions, pause_on_fault: bool, role: str) -> list[str]:
+    command = [sys.executable, "-m", "tui_trainer.detached.launcher", role, "--run-dir", str(run_dir),
+               "--options", json.dumps(dataclasses.asdict(options))]
+    return command + (["--pause-on-fault"] if pause_on_fault else [])
+
+
+def launch_detached(options: LaunchOptions, pause_on_fault: bool = True,
+                    timeout_s: float = READY_TIMEOUT_S) -> RunInfo:
+    """Validate, start the run in the background, and return once it trains (or say why it could not).
+    Bad input raises ConfigError/CheckpointError here, before any process starts."""
+    from tui_trainer.engine.trainer import plan_run_dir
+    from tui_trainer.launch import resolve_config
+
+    config, _ = resolve_config(options)
+    run_dir = plan_run_dir(config, Path(options.resume) if options.resume else None)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(run_dir, 0o700)
+    with (run_dir / ENGINE_LOG).open("ab") as log:
+        supervisor = subprocess.Popen(
+            _module_command(run_dir, options, pause_on_fault, "supervise"), stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+        )
+    return wait_until_ready(run_dir, supervisor, timeout_s)
+
+
+def wait_until_ready(run_dir: Path, supervisor: subprocess.Popen, timeout_s: float) -> RunInfo:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        info = read_run_info(run_dir)
+        if info is not None and info.state in ("running", "paused") and (run_dir / SOCKET_FILE).exists():
+            return info
+        if info is not None and info.state in (*FINAL_STATES, "lost"):
+            raise DetachError(f"run {run_dir.name} ended at once ({info.state}): {info.reason or _last_line(run_dir)}")
+        if supervisor.poll() is not None:
+            raise DetachError(_last_line(run_dir) or f"the engine exited with status {supervisor.returncode}")
+        time.sleep(0.1)
+    raise DetachError(f"run {run_dir.name} did not start within {timeout_s:.0f} s; see {run_dir / ENGINE_LOG}")
+
+
+def _last_line(run_dir: Path) -> str:
+    try:
+        lines = (run_dir / ENGINE_LOG).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1].removeprefix("tui-trainer: error: ") if lines else ""
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-returncode).name}"
+        return f"killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+def supervise(run_dir: Path, engine_command: list[str]) -> int:
+    """Run the engine as a child; record how it ended if it could not say so itself."""
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    engine = subprocess.Popen(engine_command, stdin=subprocess.DEVNULL)
+
+    def forward(signum: int, frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            engine.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    returncode = engine.wait()
+    info = read_run_info(run_dir)
+    if info is not None and info.state not in FINAL_STATES:
+        info.state = "lost"
+        info.exit_status = describe_exit(returncode)
+        info.reason = f"the engine process {info.exit_status}"
+        write_run_info(info)
+    with contextlib.suppress(FileNotFoundError):
+        (run_dir / SOCKET_FILE).unlink()
+    return 0 if returncode == 0 else 1
+
+
+def serve(run_dir: Path, options: LaunchOptions, pause_on_fault: bool) -> int:
+    """The engine: train with a control socket in the run folder."""
+    from tui_trainer.catalog.datasets import DatasetError
+    from tui_trainer.catalog.models import ImportedModelError
+    from tui_trainer.config import ConfigError
+    from tui_trainer.detached.server import ControlServer, EventHub, install_stop_signals
+    from tui_trainer.engine.checkpoints import CheckpointError
+    from tui_trainer.engine.controls import Controls
+    from tui_trainer.engine.runinfo import RunInfoWriter, fan_out
+    from tui_trainer.launch import resolve_config
+    from tui_trainer.logs import setup_file_logging
+
+    setup_file_logging()
+    controls = Controls()
+    install_stop_signals(controls)
+    hub = EventHub()
+    writer = RunInfoWriter(detached=True)
+    server = ControlServer(run_dir, hub, controls)
+    try:
+        config, _ = resolve_config(options)
+        from tui_trainer.engine.trainer import Trainer
+
+        trainer = Trainer(config, fan_out(writer, hub.publish), controls=controls,
+                          resume_from=options.resume, run_dir=run_dir, pause_on_fault=pause_on_fault)
+        result = trainer.run()
+    except (ConfigError, CheckpointError, DatasetError, ImportedModelError) as error:
+        print(f"tui-trainer: error: {error}", file=sys.stderr, flush=True)
+        write_run_info(RunInfo(run_id=run_dir.name, run_dir=str(run_dir), state="failed", reason=str(error),
+                               pid=os.getpid(), started_at=time.time(), detached=True))
+        return 2
+    finally:
+        hub.close()
+        server.close()
+    return 1 if result.state == "failed" else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="tui_trainer.detached.launcher")
+    parser.add_argument("role", choices=["supervise", "engine"])
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--options", required=True)
+    parser.add_argument("--pause-on-fault", action="store_true")
+    args = parser.parse_args(argv[1:])
+    run_dir = Path(args.run_dir)
+    if args.role == "supervise":
+        return supervise(run_dir, [sys.executable, "-m", "tui_trainer.detached.launcher", "engine", *argv[2:]])
+    options = LaunchOptions(**json.loads(args.options))
+    return serve(run_dir, options, args.pause_on_fault)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

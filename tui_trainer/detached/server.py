@@ -1,0 +1,163 @@
+"""The engine process of a detached run: a Trainer plus a control socket any number of apps attach to.
+
+Events fan out to every attached client (each with its own queue and writer thread, so a slow client never
+slows training); commands from any client go into the one Controls queue, so they apply in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+from tui_trainer.detached.protocol import RECORD_KINDS, encode, read_lines, short_path
+from tui_trainer.engine.controls import Controls, command_from_dict
+from tui_trainer.engine.events import Event, RunStarted, StateChanged
+from tui_trainer.engine.runinfo import SOCKET_FILE
+from tui_trainer.logs import get_logger
+
+log = get_logger("detached")
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with path.open("rb") as file:
+            return sum(1 for _ in file)
+    except OSError:
+        return 0
+
+
+class Client:
+    def __init__(self, connection: socket.socket) -> None:
+        self.connection = connection
+        self.outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self.closed = threading.Event()
+        threading.Thread(target=self._write, name="client-writer", daemon=True).start()
+
+    def send(self, data: bytes) -> None:
+        if not self.closed.is_set():
+            self.outbox.put(data)
+
+    def _write(self) -> None:
+        while True:
+            data = self.outbox.get()
+            if data is None:
+                break
+            try:
+                self.connection.sendall(data)
+            except OSError:
+                break
+        self.close()
+
+    def finish(self) -> None:
+        """Close after everything queued so far has been sent."""
+        self.outbox.put(None)
+
+    def close(self) -> None:
+        if not self.closed.is_set():
+            self.closed.set()
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            self.connection.close()
+
+
+class EventHub:
+    """Broadcasts engine events to attached clients, and greets each new one with where the run stands."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: list[Client] = []
+        self.records = 0
+        self.run_started: dict[str, Any] | None = None
+        self.state: dict[str, Any] | None = None
+
+    def publish(self, event: Event) -> None:
+        data = encode(event.to_dict())
+        with self._lock:
+            if isinstance(event, RunStarted):
+                # Metric records already in metrics.jsonl (a resumed run's history).
+                self.records = _count_lines(Path(event.run_dir) / "metrics.jsonl")
+                self.run_started = {**event.to_dict(), "history": []}
+            elif event.kind in RECORD_KINDS:
+                self.records += 1
+            elif isinstance(event, StateChanged):
+                self.state = event.to_dict()
+            self._clients = [client for client in self._clients if not client.closed.is_set()]
+            for client in self._clients:
+                client.send(data)
+
+    def attach(self, client: Client) -> None:
+        with self._lock:
+            client.send(encode({"type": "hello", "records": self.records, "run_started": self.run_started,
+                                "state": self.state, "pid": os.getpid()}))
+            self._clients.append(client)
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients:
+                client.finish()
+            self._clients = []
+
+
+class ControlServer:
+    """Listens on <run dir>/control.sock (mode 0600 in a 0700 folder: only the owner gets in)."""
+
+    def __init__(self, run_dir: Path, hub: EventHub, controls: Controls) -> None:
+        self.path = run_dir / SOCKET_FILE
+        self.hub = hub
+        self.controls = controls
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # a stale socket of a run that died in this folder
+        previous_umask = os.umask(0o177)
+        try:
+            with short_path(self.path) as address:
+                self._socket.bind(address)
+        finally:
+            os.umask(previous_umask)
+        os.chmod(self.path, 0o600)
+        self._socket.listen(8)
+        self._stopping = False
+        threading.Thread(target=self._accept, name="control-accept", daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stopping:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                return
+            client = Client(connection)
+            self.hub.attach(client)
+            threading.Thread(target=self._read_commands, args=(client,), name="control-reader", daemon=True).start()
+
+    def _read_commands(self, client: Client) -> None:
+        for message in read_lines(client.connection):
+            try:
+                command = command_from_dict(message)
+            except (KeyError, TypeError, ValueError):
+                log.warning("ignored a malformed command: %.200r", message)
+                continue
+            self.controls.send(command)
+
+    def close(self) -> None:
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            self._socket.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def install_stop_signals(controls: Controls) -> None:
+    """SIGTERM and SIGINT save and stop; SIGHUP is ignored (the run outlives the terminal that started it)."""
+    def stop(signum: int, frame: Any) -> None:
+        controls.stop(save=True, reason=f"received {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
