@@ -1,5 +1,6 @@
 """Detached runs: a background engine process with a control socket, attached to and steered by clients."""
 
+import contextlib
 import json
 import os
 import signal
@@ -39,10 +40,8 @@ def detached_run(tmp_path, monkeypatch):
     yield info
     live = read_run_info(info.run_dir)
     if live and live.state in ("running", "paused", "starting", "stopping"):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(live.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def next_event(client, kind, timeout=60, where=lambda event: True):
