@@ -415,9 +415,14 @@ class Trainer:
 
         batches = [order[start:start + batch].tolist() for start in starts]
         loader = DataLoader(self.data.train, batch_sampler=batches, num_workers=self.config.data.num_workers,
-                            pin_memory=self.device.type == "cuda")
+                            pin_memory=self.device.type == "cuda", generator=self._loader_generator(0))
         for inputs, targets in loader:
             yield (inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True))
+
+    def _loader_generator(self, phase: int) -> torch.Generator:
+        """A DataLoader draws its workers' base seed from this, not from the global generator, which
+        dropout and the checkpointed RNG state own: a resumed run then draws the same numbers."""
+        return torch.Generator().manual_seed((self.config.seed * 1_000_003 + self.epoch) * 2 + phase)
 
     def _step(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         while True:
@@ -581,7 +586,7 @@ class Trainer:
         from torch.utils.data import DataLoader
 
         loader = DataLoader(self.data.val, batch_size=batch, num_workers=self.config.data.num_workers,
-                            pin_memory=self.device.type == "cuda")
+                            pin_memory=self.device.type == "cuda", generator=self._loader_generator(1))
         for inputs, targets in loader:
             yield inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
 
