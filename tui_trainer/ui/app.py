@@ -113,7 +113,14 @@ class TrainerApp(App[int]):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, self.on_signal, signum)
 
+    @property
+    def top(self) -> Screen | None:
+        """The screen on top; None while the app is being taken down."""
+        return self.screen_stack[-1] if self.screen_stack else None
+
     def on_unmount(self) -> None:
+        for throttle in (self._drain_throttle, self._chart_throttle, self._device_throttle):
+            throttle.cancel()
         if self.handle_signals:
             loop = asyncio.get_running_loop()
             for signum in HANDLED_SIGNALS:
@@ -175,8 +182,8 @@ class TrainerApp(App[int]):
             if isinstance(event, RunStarted):
                 self._set_note("", refresh=False)
                 self._device_throttle.request()
-            elif isinstance(event, (CheckpointSaved, CheckpointFailed)) and isinstance(self.screen, SavePanel):
-                self.screen.checkpoint_result(event)
+            elif isinstance(event, (CheckpointSaved, CheckpointFailed)) and isinstance(self.top, SavePanel):
+                self.top.checkpoint_result(event)
         if view.state in ("running", "paused"):
             session.paused_intent = view.state == "paused"
         if self.dashboard is not None:
@@ -223,8 +230,8 @@ class TrainerApp(App[int]):
         self._worker = None
         if event.state == WorkerState.ERROR and worker.error is not None:
             self._run_could_not_start(worker.error)
-        if isinstance(self.screen, SavePanel):
-            self.screen.run_ended()
+        if isinstance(self.top, SavePanel):
+            self.top.run_ended()
         self._set_note("")
         after, self._after_run = self._after_run, None
         if after is not None:

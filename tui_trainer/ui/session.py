@@ -60,6 +60,8 @@ class RunSession:
 
     def run(self) -> RunFinished:
         """The whole run, in a worker thread. Setup errors propagate to the worker."""
+        thread = threading.current_thread()
+        pool_name, thread.name = thread.name, f"trainer {self.config.name}"  # named for py-spy and tests
         try:
             import torch
 
@@ -71,6 +73,7 @@ class RunSession:
             self.result = self.trainer.run()
             return self.result
         finally:
+            thread.name = pool_name
             self.finished.set()
             self._notify()
 

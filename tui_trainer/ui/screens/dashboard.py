@@ -38,20 +38,27 @@ class DashboardScreen(Screen[None]):
         super().__init__(id="dashboard")
         self.view: RunView | None = None
         self.note = ""
+        # Held here, not queried: the app may update the screen while it is being taken down.
+        self.status = StatusBar(id="status")
+        self.fault = FaultBanner(id="fault")
+        self.loss_chart = MetricChart("Loss", id="loss-chart")
+        self.metric_chart = MetricChart("Accuracy", id="metric-chart")
+        self.devices = DevicePanel(id="devices")
+        self.log_view = EventLog(id="log")
 
     def compose(self) -> ComposeResult:
-        yield StatusBar(id="status")
-        yield FaultBanner(id="fault")
+        yield self.status
+        yield self.fault
         with Horizontal(id="charts"):
-            yield MetricChart("Loss", id="loss-chart")
-            yield MetricChart("Accuracy", id="metric-chart")
+            yield self.loss_chart
+            yield self.metric_chart
         with Horizontal(id="lower"):
-            yield DevicePanel(id="devices")
-            yield EventLog(id="log")
+            yield self.devices
+            yield self.log_view
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(FaultBanner).display = False
+        self.fault.display = False
         if self.view is not None:
             self.attach(self.view)
 
@@ -60,9 +67,8 @@ class DashboardScreen(Screen[None]):
         self.view = view
         if not self.is_mounted:
             return
-        metric = self.query_one("#metric-chart", MetricChart)
-        metric.title = "Accuracy" if view.task == "classification" else "Validation R²"
-        for chart in self.query(MetricChart):
+        self.metric_chart.title = "Accuracy" if view.task == "classification" else "Validation R²"
+        for chart in (self.loss_chart, self.metric_chart):
             chart.drawn_version = -1
         self.update([], self.note)
         self.redraw_charts()
@@ -73,31 +79,32 @@ class DashboardScreen(Screen[None]):
             return
         if note is not None:
             self.note = note
-        self.query_one(EventLog).add(lines)
-        self.query_one(StatusBar).show(self.view, self.note)
-        self.query_one(FaultBanner).show(self.view.fault if self.view.state == "paused" else None)
+        self.log_view.add(lines)
+        self.status.show(self.view, self.note)
+        self.fault.show(self.view.fault if self.view.state == "paused" else None)
 
     def log_lines(self, lines: list[LogLine]) -> None:
         if self.is_mounted:
-            self.query_one(EventLog).add(lines)
+            self.log_view.add(lines)
 
     def charts_stale(self) -> bool:
         if self.view is None or not self.is_mounted:
             return False
-        return any(chart.stale(self.view.chart_version) for chart in self.query(MetricChart))
+        return any(chart.stale(self.view.chart_version) for chart in (self.loss_chart, self.metric_chart))
 
     def redraw_charts(self) -> bool:
         """Redraw the charts whose data moved, if this screen is showing. True when any was drawn."""
         view = self.view
-        if view is None or not self.is_mounted or self.app.screen is not self:
+        stack = self.app.screen_stack
+        if view is None or not self.is_mounted or not stack or stack[-1] is not self:
             return False
-        loss = self.query_one("#loss-chart", MetricChart).draw(loss_lines(view), view.tweaks, view.chart_version)
-        metric = self.query_one("#metric-chart", MetricChart).draw(metric_lines(view), [], view.chart_version)
+        loss = self.loss_chart.draw(loss_lines(view), view.tweaks, view.chart_version)
+        metric = self.metric_chart.draw(metric_lines(view), [], view.chart_version)
         return loss or metric
 
     def show_devices(self, samples: list[DeviceSample]) -> None:
         if self.is_mounted:
-            self.query_one(DevicePanel).show(samples)
+            self.devices.show(samples)
 
     def on_screen_resume(self) -> None:
         self.redraw_charts()

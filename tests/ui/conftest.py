@@ -1,0 +1,90 @@
+"""Helpers for driving the app with Pilot while a real (tiny) training run goes on.
+
+While training runs the process is never idle, so tests send keys with `app.simulate_key` and wait on
+conditions with short pauses, never on fixed sleeps; every run is stopped and its thread joined before
+the test ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from tui_trainer.launch import LaunchOptions
+from tui_trainer.ui.app import TrainerApp
+
+LONG_RUN = {
+    "epochs": 100_000,
+    "checkpoint.every_epochs": 0,
+    "checkpoint.save_best": False,
+}
+"""A tiny run that lasts until the test stops it, without a checkpoint per epoch."""
+
+
+def make_app(folder: Path, preset: str = "iris-linear", start: bool = False, **overrides: Any) -> TrainerApp:
+    options = LaunchOptions(preset=preset, start=start,
+                            overrides={"checkpoint.dir": str(folder), **LONG_RUN, **overrides})
+    return TrainerApp(options, drain_interval_s=0.05, chart_interval_s=0.2, device_interval_s=0.3,
+                      exit_grace_s=20)
+
+
+async def wait_for(pilot: Pilot, condition: Callable[[], object], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def stop_all(app: TrainerApp) -> None:
+    for session in app.sessions:
+        session.stop("test over")
+    for session in app.sessions:
+        finished = await asyncio.to_thread(session.finished.wait, 30)
+        assert finished, "a training thread did not end"
+
+
+@contextlib.asynccontextmanager
+async def driving(app: TrainerApp, size: tuple[int, int] = (120, 40)) -> AsyncIterator[Pilot]:
+    """run_test that always stops the app's runs and joins their threads, even when the test fails."""
+    async with app.run_test(size=size) as pilot:
+        try:
+            yield pilot
+        finally:
+            await stop_all(app)
+
+
+async def start_training(app: TrainerApp, pilot: Pilot, steps: int = 1) -> None:
+    """Ctrl+R on the setup screen, then wait until the engine has done some steps."""
+    await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset to load")
+    await pilot.press("ctrl+r")
+    await wait_for(pilot, lambda: app.session is not None and app.session.view.step >= steps,
+                   f"{steps} training steps on screen", timeout=30)
+
+
+def press(app: TrainerApp, *keys: str) -> None:
+    """Keys while training runs (pilot.press would wait for an idle moment that never comes)."""
+    for key in keys:
+        app.simulate_key(key)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return tmp_path / "checkpoints"
+
+
+@pytest.fixture(autouse=True)
+def _no_training_thread_left():
+    yield
+    deadline = time.monotonic() + 10
+    while any(thread.name.startswith("trainer") for thread in threading.enumerate()):
+        assert time.monotonic() < deadline, "a training thread outlived its test"
+        time.sleep(0.05)
