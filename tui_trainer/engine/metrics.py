@@ -76,18 +76,22 @@ class Series:
         for x, y in self._open:
             xs.append(x)
             ys.append(y)
-        if len(xs) <= max_points:
-            return xs, ys
-        group = math.ceil(len(xs) / max(2, max_points // 2))
-        out_x, out_y = [], []
-        for start in range(0, len(xs), group):
-            chunk = list(zip(xs[start:start + group], ys[start:start + group], strict=True))
-            low = min(chunk, key=lambda point: point[1])
-            high = max(chunk, key=lambda point: point[1])
-            for point in sorted({low, high}):
-                out_x.append(point[0])
-                out_y.append(point[1])
-        return out_x, out_y
+        if len(xs) > max_points:
+            group = math.ceil(len(xs) / max(2, max_points // 2))
+            out_x, out_y = [], []
+            for start in range(0, len(xs), group):
+                chunk = list(zip(xs[start:start + group], ys[start:start + group], strict=True))
+                low = min(chunk, key=lambda point: point[1])
+                high = max(chunk, key=lambda point: point[1])
+                for point in sorted({low, high}):
+                    out_x.append(point[0])
+                    out_y.append(point[1])
+            xs, ys = out_x, out_y
+        # A bucket keeps only its extremes; the chart's right edge is the latest value all the same.
+        if self.last is not None and (not xs or xs[-1] != self.last[0]):
+            xs.append(self.last[0])
+            ys.append(self.last[1])
+        return xs, ys
 
     def __len__(self) -> int:
         return self.count
