@@ -16,7 +16,6 @@ import yaml
 
 from tui_trainer.config import ConfigError, config_from_dict
 from tui_trainer.engine.checkpoints import load_checkpoint
-from tui_trainer.engine.controls import Controls
 from tui_trainer.engine.events import (
     CheckpointFailed,
     CheckpointSaved,
@@ -363,18 +362,6 @@ def test_adam_has_no_momentum(make_config, run_trainer):
     _, events, _ = run_trainer(make_config("digits-mlp", epochs=1, logging__every_steps=1), handler=handler)
     assert not events.of(HyperparametersChanged)
     assert any("adam has no momentum" in event.message for event in events.of(Warning))
-
-
-def test_controls_from_another_thread_are_thread_safe():
-    controls = Controls()
-    threads = [threading.Thread(target=lambda: [controls.save() for _ in range(200)]) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert controls.has_pending()
-    assert len(controls.drain()) == 800 and not controls.has_pending()
-    assert controls.wait(0.01) is None
 
 
 # ---------------------------------------------------------------- early stopping, schedules, clipping, precision
