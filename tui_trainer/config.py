@@ -118,7 +118,7 @@ class SchedulerConfig(Section):
     patience: int = Field(3, ge=0, description="plateau: epochs without improvement before decaying.")
 
     TAKES: ClassVar[dict[str, tuple[str, ...]]] = {
-        "none": (),
+        "none": ("warmup_steps",),
         "step": ("step_size", "gamma", "warmup_steps"),
         "cosine": ("min_lr", "warmup_steps"),
         "onecycle": ("max_lr",),
