@@ -34,9 +34,9 @@ from tui_trainer.ui.screens.help import HelpModal
 from tui_trainer.ui.screens.setup import SetupScreen
 from tui_trainer.ui.screens.tweaks import TweakPanel
 from tui_trainer.ui.session import RunSession
+from tui_trainer.ui.signals import leave_on_signals
 from tui_trainer.ui.throttle import Throttle
 
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 EXIT_GRACE_S = 30.0
 """How long leaving waits for the run to save last.pt before it gives up on the training thread."""
 SETUP_ERRORS = ("ConfigError", "DatasetError")
@@ -74,12 +74,11 @@ class TrainerApp(App[int]):
     class EventsQueued(Message):
         """The training thread queued events since the last drain."""
 
-    def __init__(self, options: LaunchOptions | None = None, *, handle_signals: bool = False,
-                 drain_interval_s: float = 0.25, chart_interval_s: float = 1.0, device_interval_s: float = 2.0,
+    def __init__(self, options: LaunchOptions | None = None, *, drain_interval_s: float = 0.25,
+                 chart_interval_s: float = 1.0, device_interval_s: float = 2.0,
                  exit_grace_s: float = EXIT_GRACE_S) -> None:
         super().__init__()
         self.options = options or LaunchOptions()
-        self.handle_signals = handle_signals
         self.exit_grace_s = exit_grace_s
         self.session: RunSession | None = None
         self.sessions: list[RunSession] = []
@@ -91,6 +90,7 @@ class TrainerApp(App[int]):
         self._after_run: Callable[[], object] | None = None
         self._from_setup = False
         self._monitor = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_throttle = Throttle(self, drain_interval_s, self.drain)
         self._chart_throttle = Throttle(self, chart_interval_s, self._redraw_charts)
         self._device_throttle = Throttle(self, device_interval_s, self._sample_devices)
@@ -98,20 +98,13 @@ class TrainerApp(App[int]):
     # ------------------------------------------------------------ start-up
 
     def on_mount(self) -> None:
-        if self.handle_signals:
-            self._install_signals()
+        self._loop = asyncio.get_running_loop()
         self.setup_screen = SetupScreen(self.options)
         self.push_screen(self.setup_screen)
         if self.options.resume:
             self.call_after_refresh(self._open_resume)
         elif self.options.start:
             self.call_after_refresh(self.setup_screen.start_when_ready)
-
-    def _install_signals(self) -> None:
-        loop = asyncio.get_running_loop()
-        for signum in HANDLED_SIGNALS:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, self.on_signal, signum)
 
     @property
     def top(self) -> Screen | None:
@@ -121,11 +114,6 @@ class TrainerApp(App[int]):
     def on_unmount(self) -> None:
         for throttle in (self._drain_throttle, self._chart_throttle, self._device_throttle):
             throttle.cancel()
-        if self.handle_signals:
-            loop = asyncio.get_running_loop()
-            for signum in HANDLED_SIGNALS:
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.remove_signal_handler(signum)
 
     def _open_resume(self) -> None:
         self._from_setup = False
@@ -391,9 +379,19 @@ class TrainerApp(App[int]):
         self.set_timer(self.exit_grace_s, lambda: self.exit(self.exit_code))
 
     def on_signal(self, signum: int) -> None:
-        """SIGTERM or SIGHUP: save and leave without asking."""
+        """SIGTERM, SIGHUP or SIGINT (in the app's thread): save and leave without asking."""
         self.exit_code = 128 + signum
         self.leave(signal.Signals(signum).name)
+
+    def request_leave(self, signum: int) -> None:
+        """From another thread: stop every run (each saves last.pt) and ask the app to leave."""
+        self.exit_code = 128 + signum
+        for session in list(self.sessions):
+            session.stop(signal.Signals(signum).name)
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(self.on_signal, signum)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpModal):
@@ -459,19 +457,20 @@ def run_app(options: LaunchOptions) -> int:
     if problem:
         print(f"tui-trainer: {problem}", file=sys.stderr)
         return 2
-    app = TrainerApp(options, handle_signals=True)
+    app = TrainerApp(options)
+    # Our own loop: asyncio.run() would wait without end for a training thread that does not stop.
     loop = asyncio.new_event_loop()
-    try:
-        app.run(loop=loop)
-    finally:
-        done = app.wait_for_training(EXIT_GRACE_S)
-        if not done:
-            _say("tui-trainer: the training thread did not end; leaving without it")
-            sys.stdout.flush()
-            os._exit(app.exit_code or 1)
-        with contextlib.suppress(Exception):
-            loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
+    with leave_on_signals(app):
+        try:
+            app.run(loop=loop)
+        finally:
+            if not app.wait_for_training(EXIT_GRACE_S):
+                _say("tui-trainer: the training thread did not end; leaving without it")
+                sys.stdout.flush()
+                os._exit(app.exit_code or 1)
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
     for session in app.sessions:
         result = session.result
         if result is not None and result.checkpoint:
