@@ -75,7 +75,7 @@ class DashboardScreen(Screen[None]):
 
     def update(self, lines: list[LogLine], note: str | None = None) -> None:
         """After a drain: the log's new lines, the status and the fault banner."""
-        if self.view is None or not self.is_mounted:
+        if self.view is None or not self.is_attached:
             return
         if note is not None:
             self.note = note
@@ -84,7 +84,7 @@ class DashboardScreen(Screen[None]):
         self.fault.show(self.view.fault if self.view.state == "paused" else None)
 
     def log_lines(self, lines: list[LogLine]) -> None:
-        if self.is_mounted:
+        if self.is_attached:
             self.log_view.add(lines)
 
     def charts_stale(self) -> bool:

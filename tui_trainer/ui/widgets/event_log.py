@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from tui_trainer.ui.run_view import LogLine
+from tui_trainer.ui.widgets.styling import component_style
 
 MAX_LINES = 1000
 
@@ -27,9 +28,9 @@ class EventLog(RichLog):
         if not lines:
             return
         stamp = time.strftime("%H:%M:%S ")
-        time_style = self.get_component_rich_style("event-log--time")
+        time_style = component_style(self, "event-log--time")
         for line in lines:
-            style = self.get_component_rich_style(f"event-log--{line.level}") if line.level != "info" else ""
+            style = component_style(self, f"event-log--{line.level}") if line.level != "info" else ""
             self.write(Text.assemble((stamp, time_style), (line.text, style)))
             self.texts.append(line.text)
         del self.texts[:-MAX_LINES]

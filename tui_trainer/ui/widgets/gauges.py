@@ -8,6 +8,7 @@ from textual.widget import Widget
 
 from tui_trainer.engine.devices import DeviceSample
 from tui_trainer.ui import format as fmt
+from tui_trainer.ui.widgets.styling import component_style
 
 
 def _gib(value: int | None) -> str:
@@ -30,7 +31,7 @@ class DevicePanel(Widget):
 
     def render(self) -> Text:
         if not self.samples:
-            return Text("waiting for the run to start", self.get_component_rich_style("gauge--label"))
+            return Text("waiting for the run to start", component_style(self, "gauge--label"))
         width = max(10, self.size.width)
         lines: list[Text] = []
         for sample in self.samples:
@@ -40,10 +41,10 @@ class DevicePanel(Widget):
         return Text("\n").join(lines)
 
     def _label(self, text: str) -> tuple[str, object]:
-        return (text, self.get_component_rich_style("gauge--label"))
+        return (text, component_style(self, "gauge--label"))
 
     def _bar(self, fraction: float | None, width: int) -> tuple[str, object]:
-        return (fmt.bar(fraction, width), self.get_component_rich_style("gauge--bar"))
+        return (fmt.bar(fraction, width), component_style(self, "gauge--bar"))
 
     def _host(self, sample: DeviceSample, width: int) -> list[Text]:
         cores = _cores()
@@ -55,7 +56,7 @@ class DevicePanel(Widget):
             Text.assemble(self._label("memory "), fmt.size(sample.process_rss_bytes)),
             Text.assemble(self._label("CPU    "), cpu_text, self._label(f" of {cores * 100}%")),
             Text.assemble(self._bar(cpu_fraction, width)),
-            Text("this process; no GPU in use", self.get_component_rich_style("gauge--label")),
+            Text("this process; no GPU in use", component_style(self, "gauge--label")),
         ]
 
     def _gpu(self, sample: DeviceSample, width: int) -> list[Text]:

@@ -9,6 +9,7 @@ from textual.widgets import Static
 from tui_trainer.engine.events import RunFailed
 from tui_trainer.ui import format as fmt
 from tui_trainer.ui.run_view import RunView
+from tui_trainer.ui.widgets.styling import component_style
 
 STATE_LABELS = {
     "starting": "Starting",
@@ -45,9 +46,9 @@ class StatusBar(Widget):
         if view is None:
             return Text("")
         width = max(20, self.size.width)
-        state_style = self.get_component_rich_style("status--state")
-        label_style = self.get_component_rich_style("status--label")
-        bar_style = self.get_component_rich_style("status--bar")
+        state_style = component_style(self, "status--state")
+        label_style = component_style(self, "status--label")
+        bar_style = component_style(self, "status--bar")
 
         head = Text.assemble((f" {STATE_LABELS.get(view.state, view.state)} ", state_style), " ")
         head.append(view.run_id or view.preset)
