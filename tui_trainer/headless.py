@@ -6,11 +6,13 @@ for CI logs; with --json one JSON object per event.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
@@ -231,7 +233,9 @@ def run_headless(options: LaunchOptions, out: TextIO | None = None) -> int:
         print(f"tui-trainer: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    from tui_trainer.engine.trainer import Trainer
+    from tui_trainer.detached.server import ControlServer, EventHub
+    from tui_trainer.engine.distributed import from_environment
+    from tui_trainer.engine.trainer import Trainer, plan_run_dir
 
     if options.json:
         reporter: Callable[[Event], None] = JsonReporter(out)
@@ -242,7 +246,25 @@ def run_headless(options: LaunchOptions, out: TextIO | None = None) -> int:
     else:
         reporter = PlainReporter(out)
     controls = Controls()
-    trainer = Trainer(config, fan_out(RunInfoWriter(), reporter), controls=controls, resume_from=options.resume)
+    parallel = from_environment()
+    try:
+        run_dir = plan_run_dir(config, Path(options.resume) if options.resume else None)
+        server = hub = None
+        if parallel.is_main:
+            # Every headless run can be watched and steered: `tui-trainer attach` connects to this socket.
+            run_dir.mkdir(parents=True, exist_ok=True)
+            hub = EventHub()
+            server = ControlServer(run_dir, hub, controls)
+    except OSError as error:
+        print(f"tui-trainer: error: checkpoint.dir: cannot create {run_dir}: {error.strerror or error}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except bad_input as error:
+        print(f"tui-trainer: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    listeners = [RunInfoWriter(attachable=server is not None), reporter] + ([hub.publish] if hub else [])
+    trainer = Trainer(config, fan_out(*listeners), controls=controls, resume_from=options.resume, run_dir=run_dir,
+                      parallel=parallel)
     with SignalStop(controls, lambda message: print(message, file=sys.stderr, flush=True)) as signals:
         try:
             result = trainer.run()
@@ -252,7 +274,13 @@ def run_headless(options: LaunchOptions, out: TextIO | None = None) -> int:
         except KeyboardInterrupt:
             print("tui-trainer: interrupted; the last checkpoint on disk is intact", file=sys.stderr)
             return 128 + signal.SIGINT
-    if not options.json:
+        finally:
+            if hub is not None:
+                hub.close()
+                server.close()
+                with contextlib.suppress(OSError):
+                    run_dir.rmdir()  # only when empty: a run that could not start leaves no folder
+    if not options.json and trainer.parallel.is_main:
         print_summary(result, out)
     if result.state == "failed":
         return EXIT_FAILED

@@ -55,8 +55,9 @@ def attach_target(folder: str, run: str | None) -> str | int:
     info = _find(folder, run)
     if isinstance(info, int):
         return info
-    if not info.detached:
-        return _error(f"run {info.run_id} is not a detached run; it is {info.state} in process {info.pid}")
+    if not info.attachable:
+        return _error(f"run {info.run_id} has no control socket (an app's run); it is {info.state} in process "
+                      f"{info.pid}")
     if info.state not in LIVE_STATES:
         detail = f" ({info.exit_status})" if info.exit_status else ""
         checkpoint = f"; last checkpoint: {info.last_checkpoint}" if info.last_checkpoint else ""
@@ -75,8 +76,8 @@ def stop_run(folder: str, run: str) -> int:
         return info
     if info.state not in LIVE_STATES:
         return _error(f"run {info.run_id} is not running ({info.state})", EXIT_FAILED)
-    if not info.detached:
-        # An app or headless run in its own terminal: SIGTERM makes it save and stop.
+    if not info.attachable:
+        # An app's run in its own terminal: SIGTERM makes it save and stop.
         os.kill(info.pid, signal.SIGTERM)
         print(f"asked run {info.run_id} (pid {info.pid}) to save and stop")
         return EXIT_OK

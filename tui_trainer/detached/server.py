@@ -77,7 +77,6 @@ class EventHub:
         self.state: dict[str, Any] | None = None
 
     def publish(self, event: Event) -> None:
-        data = encode(event.to_dict())
         with self._lock:
             if isinstance(event, RunStarted):
                 # Metric records already in metrics.jsonl (a resumed run's history).
@@ -88,8 +87,10 @@ class EventHub:
             elif isinstance(event, StateChanged):
                 self.state = event.to_dict()
             self._clients = [client for client in self._clients if not client.closed.is_set()]
-            for client in self._clients:
-                client.send(data)
+            if self._clients:
+                data = encode(event.to_dict())
+                for client in self._clients:
+                    client.send(data)
 
     def attach(self, client: Client) -> None:
         with self._lock:

@@ -47,6 +47,8 @@ class RunStarted(Event):
     config: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     """Earlier progress, epoch and hyperparameter records of a resumed run, as in metrics.jsonl."""
+    world_size: int = 1
+    """Processes training together (torchrun); 1 without it."""
 
 
 @dataclass(frozen=True)

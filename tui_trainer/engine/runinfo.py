@@ -48,6 +48,9 @@ class RunInfo:
     best: float | None = None
     last_checkpoint: str | None = None
     detached: bool = False
+    """Trains in a background process of its own (tui-trainer --detach)."""
+    attachable: bool = False
+    """Has a control socket: `tui-trainer attach` and `stop` reach it."""
     world_size: int = 1
     exit_status: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -131,12 +134,12 @@ def find_run(folder: str | Path, run: str | None) -> RunInfo | None:
 class RunInfoWriter:
     """Keeps run.json current from the engine's events. Writes only on rare events, never per step."""
 
-    def __init__(self, detached: bool = False, world_size: int = 1) -> None:
+    def __init__(self, detached: bool = False, attachable: bool = False) -> None:
         import psutil
 
         self.info: RunInfo | None = None
         self.detached = detached
-        self.world_size = world_size
+        self.attachable = attachable or detached
         self._process_started_at = psutil.Process().create_time()
 
     def __call__(self, event: Event) -> None:
@@ -146,7 +149,7 @@ class RunInfoWriter:
                 pid=os.getpid(), process_started_at=self._process_started_at, started_at=time.time(),
                 epoch=event.start_epoch, epochs=event.epochs, step=event.start_step, total_steps=event.total_steps,
                 monitor=event.config.get("checkpoint", {}).get("monitor", "val_loss"), detached=self.detached,
-                world_size=self.world_size,
+                attachable=self.attachable, world_size=event.world_size,
             )
         elif self.info is None:
             return

@@ -28,7 +28,7 @@ from tui_trainer.catalog.losses import build_loss
 from tui_trainer.catalog.models import build_model
 from tui_trainer.catalog.optimizers import OPTIMIZERS, build_optimizer
 from tui_trainer.config import ConfigError, RunConfig, metric_mode
-from tui_trainer.engine import checkpoints, schedules
+from tui_trainer.engine import checkpoints, distributed, schedules
 from tui_trainer.engine.controls import Command, Controls, Pause, Resume, Save, SetHyperparameters, Stop
 from tui_trainer.engine.devices import DeviceError, cuda_memory_figures, device_name, resolve_device
 from tui_trainer.engine.events import (
@@ -133,8 +133,10 @@ class Trainer:
     def __init__(self, config: RunConfig, on_event: EventCallback | None = None, *,
                  controls: Controls | None = None, resume_from: str | Path | None = None,
                  run_id: str | None = None, run_dir: str | Path | None = None, pause_on_fault: bool = False,
-                 start_paused: bool = False) -> None:
+                 start_paused: bool = False, parallel: distributed.Distributed | None = None) -> None:
         self.config = config
+        self.parallel = parallel or distributed.from_environment()
+        """This process's place under torchrun (world size 1 without it)."""
         self.on_event = on_event or (lambda event: None)
         self.controls = controls or Controls()
         self.resume_from = Path(resume_from) if resume_from else None
@@ -158,8 +160,13 @@ class Trainer:
         config = self.config
         torch.manual_seed(config.seed)
         random.seed(config.seed)
+        self._owns_process_group = False
         try:
-            self.device = torch.device(resolve_device(config.device))
+            if self.parallel.enabled:
+                self.device = torch.device(distributed.device_for(self.parallel))
+                self._owns_process_group = distributed.init_process_group(self.parallel, self.device)
+            else:
+                self.device = torch.device(resolve_device(config.device))
         except DeviceError as error:
             raise ConfigError("", "device", str(error).partition(": ")[2]) from None
         if config.precision == "fp16" and self.device.type != "cuda":
@@ -167,9 +174,10 @@ class Trainer:
                                                "use bf16 or fp32")
 
         self.data = build_dataset(config.data.source, config.data.options, config.data.val_split, config.seed)
-        if config.data.batch_size > self.data.train_size:
-            raise ConfigError("", "data.batch_size", f"{config.data.batch_size} is larger than the training set "
-                                                     f"({self.data.train_size} samples)")
+        if config.data.batch_size > self._shard_size(self.data.train_size):
+            share = "" if not self.parallel.enabled else f" share of one of {self.parallel.world_size} processes"
+            raise ConfigError("", "data.batch_size", f"{config.data.batch_size} is larger than the training set"
+                                                     f"{share} ({self._shard_size(self.data.train_size)} samples)")
         self._place_data(self.data)
         self.steps_per_epoch = self._steps_per_epoch()
         self.total_steps = config.epochs * self.steps_per_epoch
@@ -178,7 +186,13 @@ class Trainer:
 
         self.model = build_model(config.model.name, config.model.import_target, config.model.options,
                                  self.data.input_shape, self.data.num_outputs).to(self.device)
-        self.forward = self._maybe_compile(self.model)
+        self.train_model = self.model
+        if self.parallel.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=device_ids)
+        self.forward = self._maybe_compile(self.train_model)
         self.loss_fn = build_loss(config.loss.name, config.loss.options, self.data.num_outputs)
         hyperparameters = config.optimizer.model_dump(exclude={"name"})
         self.optimizer = build_optimizer(config.optimizer.name, self.model.parameters(), hyperparameters)
@@ -212,8 +226,12 @@ class Trainer:
             self.train_x, self.train_y = (tensor.to(self.device) for tensor in data.train)
             self.val_x, self.val_y = (tensor.to(self.device) for tensor in data.val)
 
+    def _shard_size(self, size: int) -> int:
+        """Samples per process and epoch (all of them without torchrun)."""
+        return -(-size // self.parallel.world_size)
+
     def _steps_per_epoch(self) -> int:
-        size, batch = self.data.train_size, self.config.data.batch_size
+        size, batch = self._shard_size(self.data.train_size), self.config.data.batch_size
         steps, remainder = divmod(size, batch)
         # A last batch of one sample breaks BatchNorm in training; it is dropped.
         return steps + (1 if remainder > 1 else 0)
@@ -230,6 +248,8 @@ class Trainer:
     def _open_run_folder(self) -> None:
         self.run_dir = self.planned_run_dir or plan_run_dir(self.config, self.resume_from, self.run_id)
         self.run_id = self.run_dir.name
+        if not self.parallel.is_main:
+            return  # rank 0 alone writes the run folder
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             os.chmod(self.run_dir, 0o700)
@@ -240,6 +260,8 @@ class Trainer:
         self._metrics_log = MetricsLog(self.run_dir / "metrics.jsonl")
 
     def _write_config_file(self) -> None:
+        if not self.parallel.is_main:
+            return
         path = self.run_dir / "config.yaml"
         temp = path.with_name(".config.yaml.tmp")
         try:
@@ -261,6 +283,10 @@ class Trainer:
         if self.scaler is not None and payload.get("scaler"):
             self.scaler.load_state_dict(payload["scaler"])
         self.epoch, self.position, self.step = state["epoch"], state["position"], state["step"]
+        saved_world = state.get("world_size", 1)
+        if saved_world != self.parallel.world_size:
+            # Another number of processes shards the epoch differently: go on from the same share of it.
+            self.position = min(self.steps_per_epoch - 1, self.position * saved_world // self.parallel.world_size)
         self.epoch_order_state = state["epoch_order_state"]
         self.shuffle_generator.set_state(self.epoch_order_state)
         self.best, self.best_value, self.best_epoch = state["best"], state["best_value"], state["best_epoch"]
@@ -278,7 +304,8 @@ class Trainer:
     # ------------------------------------------------------------ events
 
     def _emit(self, event: Event) -> None:
-        self.on_event(event)
+        if self.parallel.is_main:  # other ranks train silently; rank 0 speaks for the run
+            self.on_event(event)
 
     def _record(self, event: Event) -> None:
         record = {**event.to_dict(), "time": time.time()}
@@ -320,6 +347,7 @@ class Trainer:
             train_samples=self.data.train_size, val_samples=self.data.val_size, epochs=self.config.epochs,
             steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps, start_epoch=self.epoch,
             start_step=self.step, lr=self.lr, config=self.config.to_dict(), history=list(self.history.records),
+            world_size=self.parallel.world_size,
         ))
         state, message = "finished", ""
         self._session_start_step = self.step
@@ -349,12 +377,15 @@ class Trainer:
             message=message,
         )
         self._emit(finished)
+        if self._owns_process_group:
+            distributed.destroy()
         return finished
 
     def _train(self) -> str:
         """Train until the last epoch, max_steps, early stopping or a Stop; returns why it ended."""
         every_steps = self.config.logging.every_steps
-        every_s = self.config.logging.every_ms / 1000
+        # Ranks must meet at the same steps, so under torchrun only the step count triggers progress.
+        every_s = self.config.logging.every_ms / 1000 if not self.parallel.enabled else math.inf
         task_is_classification = self.config.task == "classification"
         zero = torch.zeros((), device=self.device)
         while self.epoch <= self.config.epochs and self.step < self.total_steps:
@@ -362,7 +393,7 @@ class Trainer:
             window_loss, window_correct, window_samples, window_steps = zero.clone(), zero.clone(), 0, 0
             window_start = time.perf_counter()
             for inputs, targets in self._batches():
-                if self.controls.has_pending():
+                if not self.parallel.enabled and self.controls.has_pending():
                     window_start += self._serve(self.controls.drain())
                     if self._stop is not None:
                         break
@@ -381,6 +412,10 @@ class Trainer:
                     window_correct.zero_()
                     window_samples = window_steps = 0
                     window_start = time.perf_counter()
+                    if self.parallel.enabled:
+                        window_start += self._serve(distributed.sync_commands(self.controls.drain(), self.parallel))
+                        if self._stop is not None:
+                            break
                 if self.step >= self.total_steps:
                     break
             if window_samples:
@@ -396,14 +431,17 @@ class Trainer:
         """This epoch's batches from self.position on; the order is fixed by the generator state saved at
         the epoch's start, so a resumed run sees the same batches."""
         size, batch = self.data.train_size, self.config.data.batch_size
-        if self.position == 0:
-            self.epoch_order_state = self.shuffle_generator.get_state()
+        if self.parallel.enabled:
+            order = self._distributed_order(size)
         else:
-            self.shuffle_generator.set_state(self.epoch_order_state)
-        if self.config.data.shuffle:
-            order = torch.randperm(size, generator=self.shuffle_generator)
-        else:
-            order = torch.arange(size)
+            if self.position == 0:
+                self.epoch_order_state = self.shuffle_generator.get_state()
+            else:
+                self.shuffle_generator.set_state(self.epoch_order_state)
+            if self.config.data.shuffle:
+                order = torch.randperm(size, generator=self.shuffle_generator)
+            else:
+                order = torch.arange(size)
         starts = range(self.position * batch, self.steps_per_epoch * batch, batch)
         if self.data.in_memory:
             order = order.to(self.device)
@@ -418,6 +456,16 @@ class Trainer:
                             pin_memory=self.device.type == "cuda", generator=self._loader_generator(0))
         for inputs, targets in loader:
             yield (inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True))
+
+    def _distributed_order(self, size: int) -> torch.Tensor:
+        """This rank's share of the epoch, from a DistributedSampler (set_epoch each epoch), for data on the
+        device and DataLoader data alike; a function of the epoch, so resuming needs no generator state."""
+        from torch.utils.data import DistributedSampler
+
+        sampler = DistributedSampler(range(size), num_replicas=self.parallel.world_size, rank=self.parallel.rank,
+                                     shuffle=self.config.data.shuffle, seed=self.config.seed)
+        sampler.set_epoch(self.epoch)
+        return torch.tensor(list(sampler), dtype=torch.int64)
 
     def _loader_generator(self, phase: int) -> torch.Generator:
         """A DataLoader draws its workers' base seed from this, not from the global generator, which
@@ -456,16 +504,16 @@ class Trainer:
         return outputs, loss
 
     def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self.forward is self.model:
-            return self.model(inputs)
+        if self.forward is self.train_model:
+            return self.train_model(inputs)
         try:
             return self.forward(inputs)
         except Exception as error:
             if is_out_of_memory(error):
                 raise
-            self.forward = self.model
+            self.forward = self.train_model
             self._emit(Warning(f"torch.compile failed ({type(error).__name__}); running eagerly"))
-            return self.model(inputs)
+            return self.train_model(inputs)
 
     def _recover_from_out_of_memory(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -486,7 +534,13 @@ class Trainer:
             raise _Stopped
 
     def _progress(self, loss_sum: torch.Tensor, correct: torch.Tensor, samples: int, window_s: float) -> None:
-        loss_total, correct_total = torch.stack([loss_sum, correct.float()]).tolist()  # the one device read
+        totals = torch.stack([loss_sum.float(), correct.float(), torch.tensor(float(samples), device=self.device)])
+        devices = cuda_memory_figures(str(self.device))
+        if self.parallel.enabled:  # one collective per progress event: the whole world's sums
+            distributed.all_reduce_sum(totals)
+            if devices:
+                devices = [figure for rank in distributed.all_gather(devices, self.parallel) for figure in rank]
+        loss_total, correct_total, samples = totals.tolist()  # the one device read
         self.epoch_totals[0] += loss_total
         self.epoch_totals[1] += correct_total
         self.epoch_totals[2] += samples
@@ -499,8 +553,7 @@ class Trainer:
         self._record(Progress(
             epoch=self.epoch, step=self.step, epoch_step=self.position, steps_per_epoch=self.steps_per_epoch,
             total_steps=self.total_steps, train_loss=train_loss, train_accuracy=accuracy, lr=self.lr,
-            samples_per_s=samples / max(window_s, 1e-9), elapsed_s=elapsed, eta_s=eta,
-            devices=cuda_memory_figures(str(self.device)),
+            samples_per_s=samples / max(window_s, 1e-9), elapsed_s=elapsed, eta_s=eta, devices=devices,
         ))
         if not math.isfinite(train_loss):
             self._non_finite(f"training loss is {train_loss} at step {self.step}")
@@ -566,6 +619,10 @@ class Trainer:
                 correct = (outputs.argmax(1) == targets).sum().float()
                 sums[:2] += torch.stack([loss.float() * len(targets), correct])
             count += len(targets)
+        if self.parallel.enabled:  # each rank saw its share of the validation data
+            sums = distributed.all_reduce_sum(torch.cat([sums, torch.tensor([float(count)], device=self.device)]))
+            count = sums[5].item()
+            sums = sums[:5]
         loss_sum, first, squared, total_y, total_y2 = sums.tolist()  # the one device read
         self.model.train()
         metrics = {"val_loss": loss_sum / count}
@@ -579,13 +636,16 @@ class Trainer:
 
     def _val_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         batch = max(self.config.data.batch_size, 256)
+        rank, world = self.parallel.rank, self.parallel.world_size
         if self.data.in_memory:
-            for start in range(0, len(self.val_x), batch):
-                yield self.val_x[start:start + batch], self.val_y[start:start + batch]
+            val_x, val_y = self.val_x[rank::world], self.val_y[rank::world]
+            for start in range(0, len(val_x), batch):
+                yield val_x[start:start + batch], val_y[start:start + batch]
             return
-        from torch.utils.data import DataLoader
+        from torch.utils.data import DataLoader, Subset
 
-        loader = DataLoader(self.data.val, batch_size=batch, num_workers=self.config.data.num_workers,
+        val = self.data.val if world == 1 else Subset(self.data.val, range(rank, len(self.data.val), world))
+        loader = DataLoader(val, batch_size=batch, num_workers=self.config.data.num_workers,
                             pin_memory=self.device.type == "cuda", generator=self._loader_generator(1))
         for inputs, targets in loader:
             yield inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
@@ -637,6 +697,13 @@ class Trainer:
     def _wait_while_paused(self) -> float:
         started = time.perf_counter()
         while self._paused and self._stop is None:
+            if self.parallel.enabled:
+                # Rank 0 waits on its controls; the others wait in the collective, and all apply the same.
+                waited_for = self.controls.wait(PAUSE_POLL_S) if self.parallel.is_main else None
+                local = ([waited_for] if waited_for else []) + self.controls.drain()
+                for command in distributed.sync_commands(local, self.parallel):
+                    self._apply(command)
+                continue
             command = self.controls.wait(PAUSE_POLL_S)
             if command is not None:
                 self._apply(command)
@@ -715,13 +782,17 @@ class Trainer:
                 "stopping_best": self.stopping_best, "bad_epochs": self.bad_epochs,
                 "last_val": dict(self.last_val), "last_train": dict(self.last_train),
                 "elapsed_s": self._elapsed(), "epoch_totals": list(self.epoch_totals),
+                "world_size": self.parallel.world_size,
             },
             "rng": checkpoints.capture_rng(),
             "history": list(self.history.records),
         }
 
     def save(self, path: Path, reason: str) -> str | None:
-        """Write a checkpoint now (we are at a step boundary). Never writes non-finite weights."""
+        """Write a checkpoint now (we are at a step boundary). Never writes non-finite weights.
+        Under torchrun rank 0 alone writes, the plain (unwrapped) model: it loads in any world size."""
+        if not self.parallel.is_main:
+            return None
         if not self._weights_finite():
             self._emit(CheckpointFailed(str(path), "weights are not finite; the last good checkpoint is kept",
                                         reason))
@@ -736,6 +807,8 @@ class Trainer:
         return str(path)
 
     def _prune_periodic(self) -> None:
+        if not self.parallel.is_main:
+            return
         periodic = sorted(self.run_dir.glob("epoch-*.pt"))
         for old in periodic[: -self.config.checkpoint.keep_last]:
             with contextlib.suppress(OSError):
