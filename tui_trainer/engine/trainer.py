@@ -526,6 +526,18 @@ class Trainer:
         self._emit(RunFailed(message, "out_of_memory", advice))
         self._pause_for_fault(f"{message}: {advice}")
 
+    def _validate_until_done(self) -> dict[str, float]:
+        """validate(); running out of memory there (its batches are larger than training's) pauses or fails
+        the run as it does in a training step."""
+        while True:
+            try:
+                return self.validate()
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                self.model.train()
+                self._recover_from_out_of_memory()
+
     def _pause_for_fault(self, reason: str) -> None:
         self._paused = True
         self._set_state("paused", reason)
@@ -572,7 +584,7 @@ class Trainer:
         self.last_train = {"train_loss": totals[0] / max(1, totals[2])}
         if self.config.task == "classification":
             self.last_train["train_accuracy"] = totals[1] / max(1, totals[2])
-        self.last_val = self.validate()
+        self.last_val = self._validate_until_done()
         completed = self.epoch
         is_best = self._update_best(completed)
         if self.scheduler is not None and not self.scheduler_per_step:
