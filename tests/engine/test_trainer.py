@@ -602,6 +602,10 @@ class Faulty(nn.Module):
                 return out * float("nan")
         elif self.fault == "nan-eval":
             return out * float("nan")
+        elif self.fault == "oom-eval":
+            self.calls += 1000
+            if self.calls // 1000 == self.at:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return out
 
 
@@ -705,6 +709,25 @@ def test_out_of_memory_fails_headless_with_the_message(fault, faulty, run_traine
     failed = events.of(RunFailed)[0]
     assert failed.fault == "out_of_memory" and "smaller batch size (now 16)" in failed.advice
     assert load_checkpoint(Path(trainer.run_dir) / "last.pt")["trainer"]["step"] == 2
+
+
+def test_out_of_memory_in_validation_pauses_too(faulty, run_trainer):
+    def handler(event, trainer):
+        if isinstance(event, StateChanged) and event.state == "paused":
+            trainer.controls.resume()
+
+    finished, events, _ = run_trainer(faulty("oom-eval", at=1, epochs=2), handler=handler, pause_on_fault=True)
+    assert [event.fault for event in events.of(RunFailed)] == ["out_of_memory"]
+    assert "batch size" in events.of(RunFailed)[0].advice
+    assert finished.state == "finished" and [epoch.epoch for epoch in events.of(EpochEnded)] == [1, 2]
+    assert all(math.isfinite(epoch.val["val_loss"]) for epoch in events.of(EpochEnded))
+
+
+def test_out_of_memory_in_validation_fails_headless_with_the_message(faulty, run_trainer):
+    finished, events, trainer = run_trainer(faulty("oom-eval", at=1, epochs=2))
+    assert finished.state == "failed" and finished.message == "out of memory on cpu at step 8"
+    assert events.of(RunFailed)[0].fault == "out_of_memory"
+    assert load_checkpoint(Path(trainer.run_dir) / "last.pt")["trainer"]["step"] == 8
 
 
 def test_an_unexpected_error_fails_the_run_and_saves(make_config, run_trainer, user_module):
