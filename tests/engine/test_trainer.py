@@ -674,6 +674,7 @@ def test_nan_pauses_with_pause_on_fault_and_stop_ends_it(faulty, run_trainer):
         if isinstance(event, StateChanged) and event.state == "paused":
             paused.append(event)
             assert trainer.step == 5
+            trainer.controls.save()
             trainer.controls.stop()
 
     finished, events, trainer = run_trainer(faulty("nan", at=5, epochs=3), handler=handler, pause_on_fault=True)
@@ -681,7 +682,10 @@ def test_nan_pauses_with_pause_on_fault_and_stop_ends_it(faulty, run_trainer):
     assert "learning rate" in paused[0].reason
     assert events.of(RunFailed)[0].fault == "non_finite"
     assert finished.state == "stopped" and finished.step == 5
-    assert not (Path(trainer.run_dir) / "last.pt").exists()
+    refused = events.of(CheckpointFailed)
+    assert [event.reason for event in refused] == ["manual", "last"]
+    assert all("weights are not finite" in event.message for event in refused)
+    assert not (Path(trainer.run_dir) / "last.pt").exists() and not list(Path(trainer.run_dir).glob("manual-*"))
     assert_no_bad_checkpoint(Path(trainer.run_dir))
 
 
