@@ -226,3 +226,14 @@ def test_cifar10_reads_pickled_batches(tmp_path, monkeypatch):
     assert bundle.input_shape == (3, 32, 32) and bundle.num_outputs == 10
     image, label = bundle.val[7]
     assert image.shape == (3, 32, 32) and image.dtype == torch.float32 and label == 7
+
+
+def test_mnist_preset_trains_on_local_files(tmp_path, make_config, run_trainer):
+    pytest.importorskip("torchvision")
+    write_mnist_files(tmp_path / "data", "MNIST", train=64, test=32)
+    config = make_config("mnist-cnn", {"data.options.root": str(tmp_path / "data"), "data.options.download": False,
+                                       "data.num_workers": 0, "data.batch_size": 16, "epochs": 2,
+                                       "model.options.channels": [4], "model.options.hidden": 8})
+    finished, _, trainer = run_trainer(config)
+    assert finished.state == "finished" and finished.step == 8
+    assert not trainer.data.in_memory and trainer.data.input_shape == (1, 28, 28)
