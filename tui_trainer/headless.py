@@ -33,6 +33,7 @@ from tui_trainer.engine.events import (
 from tui_trainer.engine.runinfo import RunInfoWriter, fan_out
 from tui_trainer.launch import LaunchOptions
 from tui_trainer.listing import human_bytes
+from tui_trainer.logs import setup_file_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 PLAIN_EVERY_S = 5.0
@@ -226,6 +227,7 @@ def run_headless(options: LaunchOptions, out: TextIO | None = None) -> int:
     from tui_trainer.launch import resolve_config
 
     out = out or sys.stdout
+    setup_file_logging()
     bad_input = (ConfigError, CheckpointError, DatasetError, ImportedModelError)
     try:
         config, _ = resolve_config(options)
@@ -286,4 +288,8 @@ def run_headless(options: LaunchOptions, out: TextIO | None = None) -> int:
         return EXIT_FAILED
     if signals.received is not None:
         return 128 + signals.received
+    # Under torchrun a signal to one rank stops them all: each exits as if it had received it.
+    signal_name = result.message.removeprefix("received ") if result.state == "stopped" else ""
+    if signal_name in {sig.name for sig in STOP_SIGNALS}:
+        return 128 + signal.Signals[signal_name]
     return EXIT_OK

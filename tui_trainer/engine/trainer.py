@@ -45,9 +45,11 @@ from tui_trainer.engine.events import (
     Warning,
 )
 from tui_trainer.engine.metrics import MetricsLog
+from tui_trainer.logs import get_logger
 from tui_trainer.yaml_io import dump_yaml
 
 EventCallback = Callable[[Event], None]
+log = get_logger("trainer")
 PAUSE_POLL_S = 0.5
 HISTORY_LIMIT = 20_000
 
@@ -724,6 +726,7 @@ class Trainer:
         return waited
 
     def _apply(self, command: Command) -> None:
+        log.info("rank %d applies %s at step %d", self.parallel.rank, command.to_dict(), self.step)
         if isinstance(command, Pause) and not self._paused:
             self._paused = True
             self._set_state("paused")
