@@ -269,7 +269,7 @@ def test_a_folder_and_binary_and_huge_files(tmp_path):
     "a: " + "[" * 5000 + "]" * 5000 + "\n",
     "a: " + "{b: " * 3000 + "1" + "}" * 3000 + "\n",
     "".join("  " * depth + f"k{depth}:\n" for depth in range(300)) + "  " * 300 + "v: 1\n",
-])
+], ids=["lists", "flow-mappings", "indented-mappings"])
 def test_deep_nesting_is_one_line(tmp_path, text):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
