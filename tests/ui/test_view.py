@@ -147,3 +147,28 @@ def test_ticks_and_formats():
     assert fmt.compact_int(1500) == "1.5k" and fmt.compact_int(2_000_000) == "2M"
     assert fmt.bar(0.5, 4) == "██░░" and fmt.bar(None, 2) == "··"
     assert fmt.number(math.nan) == "nan"
+
+
+async def test_event_log_shows_the_newest_lines_and_scrolls_back():
+    from textual.app import App
+
+    from tui_trainer.ui.run_view import LogLine
+    from tui_trainer.ui.widgets.event_log import EventLog
+
+    class LogApp(App[None]):
+        def compose(self):
+            yield EventLog(id="log")
+
+    app = LogApp()
+    async with app.run_test(size=(60, 5)) as pilot:
+        log = app.query_one(EventLog)
+        log.add([LogLine(f"line {number}") for number in range(20)])
+        await pilot.pause()
+        shown = str(log.render())
+        assert "line 19" in shown and "line 10" not in shown
+        log.focus()
+        await pilot.press("up", "up")
+        assert "line 17" in str(log.render()).splitlines()[-1] and "2 newer below" in log.border_subtitle
+        await pilot.press("end")
+        assert "line 19" in str(log.render()).splitlines()[-1]
+        assert log.texts[0] == "line 0" and len(log.texts) == 20

@@ -31,7 +31,8 @@ class DashboardScreen(Screen[None]):
         Binding("question_mark", "app.help", "Keys", key_display="?"),
     ]
     HELP_EXTRA = [
-        ("up / down, page keys", "Scroll the event log (when focused: tab)"),
+        ("tab", "Focus the event log"),
+        ("up / down, page up / down, home / end", "Scroll the focused event log"),
     ]
 
     def __init__(self) -> None:
