@@ -64,8 +64,8 @@ class TrainerApp(App[int]):
     ]
     HELP_GLOBAL = [
         ("ctrl+p", "Command palette: every action by name"),
-        ("ctrl+q / ctrl+c", "Quit (a training run is saved to last.pt first, after a confirmation)"),
-        ("? / f1", "This list"),
+        ("ctrl+q, ctrl+c", "Quit (a training run is saved to last.pt first, after a confirmation)"),
+        ("f1", "This list"),
         ("escape", "Close a panel"),
     ]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
@@ -400,7 +400,8 @@ class TrainerApp(App[int]):
         rows: list[tuple[str, str]] = []
         for binding in getattr(type(screen), "BINDINGS", []):
             if isinstance(binding, Binding) and binding.description:
-                rows.append((binding.key_display or self.get_key_display(binding), binding.description))
+                rows.append((binding.key_display or self.get_key_display(binding),
+                             binding.tooltip or binding.description))
         rows += getattr(screen, "HELP_EXTRA", [])
         rows += self.HELP_GLOBAL
         title = "Keys: dashboard" if isinstance(screen, DashboardScreen) else "Keys: setup"

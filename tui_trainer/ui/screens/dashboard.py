@@ -22,17 +22,17 @@ from tui_trainer.ui.widgets.status import FaultBanner, StatusBar
 
 class DashboardScreen(Screen[None]):
     BINDINGS = [
-        Binding("space", "app.toggle_pause", "Pause"),
-        Binding("s", "app.save", "Save"),
-        Binding("l", "app.load", "Load"),
-        Binding("e", "app.tweak", "Tweak"),
-        Binding("n", "app.new_run", "New run"),
-        Binding("q", "app.quit", "Quit", show=False),
-        Binding("question_mark", "app.help", "Keys", key_display="?"),
+        Binding("space", "app.toggle_pause", "Pause", tooltip="Pause or resume training (no CPU while paused)"),
+        Binding("s", "app.save", "Save", tooltip="Save a checkpoint (at the next step boundary)"),
+        Binding("l", "app.load", "Load", tooltip="Load a checkpoint; this run is saved and stopped first"),
+        Binding("e", "app.tweak", "Tweak", tooltip="Change learning rate, weight decay, momentum live"),
+        Binding("n", "app.new_run", "New run", tooltip="Save and stop this run, back to the setup screen"),
+        Binding("q", "app.quit", "Quit", show=False, tooltip="Quit (the run is saved to last.pt first)"),
+        Binding("question_mark", "app.help", "Keys", key_display="?", tooltip="Every key"),
     ]
     HELP_EXTRA = [
         ("tab", "Focus the event log"),
-        ("up / down, page up / down, home / end", "Scroll the focused event log"),
+        ("up down pgup pgdn", "Scroll the focused event log (home, end: oldest, newest)"),
     ]
 
     def __init__(self) -> None:
@@ -66,8 +66,6 @@ class DashboardScreen(Screen[None]):
     def attach(self, view: RunView) -> None:
         """Show a (new) run: reset the charts, keep the log."""
         self.view = view
-        if not self.is_mounted:
-            return
         self.metric_chart.title = "Accuracy" if view.task == "classification" else "Validation R²"
         for chart in (self.loss_chart, self.metric_chart):
             chart.drawn_version = -1
@@ -76,7 +74,7 @@ class DashboardScreen(Screen[None]):
 
     def update(self, lines: list[LogLine], note: str | None = None) -> None:
         """After a drain: the log's new lines, the status and the fault banner."""
-        if self.view is None or not self.is_attached:
+        if self.view is None or not self.is_attached or not self.status.is_attached:
             return
         if note is not None:
             self.note = note

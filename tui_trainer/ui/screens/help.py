@@ -1,12 +1,13 @@
-"""Every key of the screen underneath and of the app, in a modal (?)."""
+"""Every key of the screen underneath and of the app, in a modal (? or f1)."""
 
 from __future__ import annotations
 
+from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label
+from textual.widgets import Label, Static
 
 
 class HelpModal(ModalScreen[None]):
@@ -18,11 +19,13 @@ class HelpModal(ModalScreen[None]):
         self.rows = rows
 
     def compose(self) -> ComposeResult:
+        table = Table.grid(padding=(0, 2))
+        table.add_column("key", no_wrap=True, style="bold")
+        table.add_column("does")
+        for key, description in self.rows:
+            table.add_row(key, description)
         with Vertical(classes="panel help-panel"):
             yield Label(self.title_text, classes="panel-title")
-            table: DataTable[str] = DataTable(id="help-keys", cursor_type="row", zebra_stripes=True)
-            table.add_columns("Key", "Does")
-            for key, description in self.rows:
-                table.add_row(key, description)
-            yield table
+            with VerticalScroll(id="help-keys"):
+                yield Static(table)
             yield Label("Escape closes. Ctrl+P finds any action by name.", classes="panel-hint")

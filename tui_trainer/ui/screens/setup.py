@@ -52,14 +52,14 @@ class SetupScreen(Screen[None]):
     """Pick a preset, edit the form, start (ctrl+r anywhere, or Enter on Start)."""
 
     BINDINGS = [
-        Binding("ctrl+r", "start", "Start", priority=True),
-        Binding("l", "app.load", "Load checkpoint"),
-        Binding("question_mark", "app.help", "Keys", key_display="?"),
-        Binding("q", "app.quit", "Quit", show=False),
+        Binding("ctrl+r", "start", "Start", priority=True, tooltip="Start training (from any field)"),
+        Binding("l", "app.load", "Load checkpoint", tooltip="Load a checkpoint; it waits paused on the dashboard"),
+        Binding("question_mark", "app.help", "Keys", key_display="?", tooltip="Every key"),
+        Binding("q", "app.quit", "Quit", show=False, tooltip="Quit (outside a text field)"),
     ]
     HELP_EXTRA = [
-        ("tab / shift+tab", "Next / previous field"),
-        ("up / down, enter", "Move in the preset list; enter chooses a preset (fills the form)"),
+        ("tab, shift+tab", "Next, previous field"),
+        ("up down, enter", "Move in the preset list; enter chooses a preset (fills the form)"),
         ("enter on Start", "Start training"),
     ]
 

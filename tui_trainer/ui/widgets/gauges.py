@@ -52,11 +52,10 @@ class DevicePanel(Widget):
         cpu_fraction = cpu / (100 * cores) if cpu is not None else None
         cpu_text = fmt.NOT_AVAILABLE if cpu is None else f"{cpu:.0f}%"
         return [
-            Text(sample.name),
-            Text.assemble(self._label("memory "), fmt.size(sample.process_rss_bytes)),
-            Text.assemble(self._label("CPU    "), cpu_text, self._label(f" of {cores * 100}%")),
+            Text.assemble(sample.name, self._label(", no GPU")),
+            Text.assemble(self._label("process memory "), fmt.size(sample.process_rss_bytes)),
+            Text.assemble(self._label("process CPU "), cpu_text, self._label(f" of {cores * 100}%")),
             Text.assemble(self._bar(cpu_fraction, width)),
-            Text("this process; no GPU in use", component_style(self, "gauge--label")),
         ]
 
     def _gpu(self, sample: DeviceSample, width: int) -> list[Text]:
