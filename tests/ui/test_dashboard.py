@@ -232,3 +232,20 @@ async def test_a_finished_run_shows_finished_and_keys_say_why_they_do_nothing(fo
         assert "Finished" in status_text(app)
         await pilot.press("space")
         assert any("No run is training" in str(n.message) for n in app._notifications)
+
+
+async def test_resume_option_opens_the_run_paused_with_its_history(folder):
+    from tui_trainer.engine.trainer import Trainer
+    from tui_trainer.presets import load_config
+
+    config = load_config("iris-linear", {"checkpoint.dir": str(folder), "epochs": 3})
+    result = Trainer(config).run()
+    app = make_app(folder)
+    app.options.resume = result.checkpoint
+    async with driving(app) as pilot:
+        await wait_for(pilot, lambda: app.session is not None and app.session.view.state == "paused",
+                       "the resumed run, paused", timeout=30)
+        view = app.session.view
+        assert view.step == result.step and len(view.loss) > 0 and len(view.val_loss) == 3
+        assert isinstance(app.screen, DashboardScreen)
+        await wait_for(pilot, lambda: "Resumed at epoch" in log_text(app), "the resume in the log")

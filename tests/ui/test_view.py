@@ -172,3 +172,28 @@ async def test_event_log_shows_the_newest_lines_and_scrolls_back():
         await pilot.press("end")
         assert "line 19" in str(log.render()).splitlines()[-1]
         assert log.texts[0] == "line 0" and len(log.texts) == 20
+
+
+async def test_device_panel_reads_n_a_for_what_a_machine_cannot_give():
+    from textual.app import App
+
+    from tui_trainer.engine.devices import DeviceSample
+    from tui_trainer.ui.widgets.gauges import DevicePanel
+
+    class PanelApp(App[None]):
+        def compose(self):
+            yield DevicePanel(id="devices")
+
+    app = PanelApp()
+    async with app.run_test(size=(40, 12)) as pilot:
+        panel = app.query_one(DevicePanel)
+        panel.show([DeviceSample("cuda:0", "Some GPU", memory_allocated_bytes=2**30, memory_reserved_bytes=2**31,
+                                 memory_total_bytes=2**33)])
+        await pilot.pause()
+        text = str(panel.render())
+        assert "cuda:0 Some GPU" in text and "2.0 / 8.0 GiB" in text
+        assert "peak n/a" in text and "all procs n/a" in text and "util n/a" in text and "temp n/a" in text
+        panel.show([DeviceSample("cpu", "CPU (2 cores)")])
+        await pilot.pause()
+        text = str(panel.render())
+        assert "process memory n/a" in text and "process CPU n/a" in text
