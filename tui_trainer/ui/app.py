@@ -465,6 +465,8 @@ def run_app(options: LaunchOptions) -> int:
         try:
             app.run(loop=loop)
         finally:
+            if any(session.active for session in app.sessions):
+                _say("tui-trainer: saving the run to last.pt ...")
             if not app.wait_for_training(EXIT_GRACE_S):
                 _say("tui-trainer: the training thread did not end; leaving without it")
                 sys.stdout.flush()

@@ -22,6 +22,9 @@ from textual.worker import Worker, WorkerState
 
 from tui_trainer import presets
 from tui_trainer.catalog.datasets import DATASETS
+from tui_trainer.catalog.losses import LOSSES
+from tui_trainer.catalog.models import MODELS
+from tui_trainer.catalog.optimizers import OPTIMIZERS
 from tui_trainer.config import ConfigError, RunConfig, apply_overrides, config_from_dict
 from tui_trainer.engine.devices import DeviceInfo
 from tui_trainer.launch import LaunchOptions
@@ -40,6 +43,15 @@ LABELS = {
     "checkpoint_dir": "Checkpoints",
 }
 SELECTS = ("model", "loss", "optimizer", "device", "precision")
+DEVICES_BEFORE_PROBE = [("auto: best available", "auto"), ("cpu", "cpu")]
+"""The device choices until the machine's own are known (listing them imports torch)."""
+INITIAL_CHOICES: dict[str, list[tuple[str, str]]] = {
+    "model": [(name, name) for name in MODELS],
+    "loss": [(name, name) for name in LOSSES],
+    "optimizer": [(name, name) for name in OPTIMIZERS],
+    "device": DEVICES_BEFORE_PROBE,
+    "precision": [(name, name) for name in form.PRECISIONS],
+}
 START_HINT = "Start (ctrl+r)"
 
 
@@ -91,14 +103,15 @@ class SetupScreen(Screen[None]):
             with Vertical(id="preset-pane"):
                 yield Label("Presets", classes="pane-title")
                 yield OptionList(id="preset-list")
-            with VerticalScroll(id="form"):
+            with VerticalScroll(id="form") as scroll:
+                scroll.can_focus = False  # tab goes from the preset list straight to the first field
                 yield Label("Run", classes="pane-title")
                 yield Static("", id="preset-summary")
                 for name in form.FIELDS:
                     with Horizontal(classes="field", id=f"field-{name}"):
                         yield Label(LABELS[name], classes="field-label")
                         if name in SELECTS:
-                            yield Select([], id=name, allow_blank=True, compact=True, prompt="-")
+                            yield Select(INITIAL_CHOICES[name], id=name, allow_blank=False, compact=True)
                         else:
                             yield Input(id=name, compact=True)
                     yield Static("", id=f"error-{name}", classes="field-error")
@@ -124,10 +137,9 @@ class SetupScreen(Screen[None]):
             if option_list.option_count:
                 option_list.add_option(None)
             option_list.add_option(Option(prompt, id=entry.name, disabled=entry.error is not None))
-        self.query_one("#device", Select).set_options([("auto: best available", "auto"), ("cpu", "cpu")])
-        self.query_one("#precision", Select).set_options([(name, name) for name in form.PRECISIONS])
         if wanted in self.entries:
             option_list.highlighted = option_list.get_option_index(wanted)
+            self.call_after_refresh(option_list.scroll_to_highlight, top=True)
             self.choose(wanted)
         option_list.focus()
         self._probe_devices()
@@ -193,8 +205,7 @@ class SetupScreen(Screen[None]):
         for field, values in form.choices(config).items():
             self.query_one(f"#{field}", Select).set_options([(value, value) for value in values])
         if self.devices is None and config.device not in ("auto", "cpu"):
-            self.query_one("#device", Select).set_options(
-                [("auto: best available", "auto"), ("cpu", "cpu"), (config.device, config.device)])
+            self.query_one("#device", Select).set_options([*DEVICES_BEFORE_PROBE, (config.device, config.device)])
         values = form.values_from(config)
         for field, value in values.items():
             widget = self.query_one(f"#{field}")
