@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -23,9 +24,11 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from tui_trainer import presets
+from tui_trainer.catalog.datasets import DatasetError
 from tui_trainer.config import ConfigError, RunConfig, apply_overrides, config_from_dict
+from tui_trainer.engine.checkpoints import CheckpointError
 from tui_trainer.engine.events import CheckpointFailed, CheckpointSaved, RunStarted
-from tui_trainer.launch import LaunchOptions
+from tui_trainer.launch import LaunchOptions, resolve_config
 from tui_trainer.ui.run_view import LogLine
 from tui_trainer.ui.screens.checkpoints import LoadChoice, LoadPanel, SavePanel, default_name
 from tui_trainer.ui.screens.confirm import ConfirmModal
@@ -37,17 +40,21 @@ from tui_trainer.ui.session import RunSession
 from tui_trainer.ui.signals import leave_on_signals
 from tui_trainer.ui.throttle import Throttle
 
+if TYPE_CHECKING:
+    from tui_trainer.engine.devices import DeviceMonitor
+
 EXIT_GRACE_S = 30.0
 """How long leaving waits for the run to save last.pt before it gives up on the training thread."""
-SETUP_ERRORS = ("ConfigError", "DatasetError")
+SETUP_ERRORS = (ConfigError, DatasetError)
 """Setup errors that send the user back to the form (the others stay on the dashboard)."""
+OWN_ERRORS = (ConfigError, DatasetError, CheckpointError)
+"""Errors whose text is already a one-line message for the user."""
 
 
 def one_line(error: BaseException) -> str:
     """An error as the screen shows it: its own one-line text, never a traceback."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    known = ("ConfigError", "DatasetError", "CheckpointError")
-    if type(error).__name__ in known:
+    if isinstance(error, OWN_ERRORS):
         return text or type(error).__name__
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
@@ -83,13 +90,14 @@ class TrainerApp(App[int]):
         self.session: RunSession | None = None
         self.sessions: list[RunSession] = []
         """Every run of this app, oldest first (the exit waits on any still training)."""
+        self.setup_screen = SetupScreen(self.options)
         self.dashboard: DashboardScreen | None = None
         self.exit_code = 0
         self.leaving = False
         self._worker: Worker | None = None
         self._after_run: Callable[[], object] | None = None
         self._from_setup = False
-        self._monitor = None
+        self._monitor: DeviceMonitor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_throttle = Throttle(self, drain_interval_s, self.drain)
         self._chart_throttle = Throttle(self, chart_interval_s, self._redraw_charts)
@@ -99,7 +107,6 @@ class TrainerApp(App[int]):
 
     def on_mount(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.setup_screen = SetupScreen(self.options)
         self.push_screen(self.setup_screen)
         if self.options.resume:
             self.call_after_refresh(self._open_resume)
@@ -116,15 +123,11 @@ class TrainerApp(App[int]):
             throttle.cancel()
 
     def _open_resume(self) -> None:
+        """--resume: read the checkpoint's config off the UI thread (it imports torch), then start."""
         self._from_setup = False
-        self._resolve_resume()
-
-    def _resolve_resume(self) -> None:
         self.run_worker(self._read_resume_config, thread=True, exit_on_error=False, group="resume")
 
     def _read_resume_config(self) -> RunConfig:
-        from tui_trainer.launch import resolve_config
-
         config, _ = resolve_config(self.options)
         return config
 
@@ -234,7 +237,7 @@ class TrainerApp(App[int]):
         if self.dashboard is not None:
             self.dashboard.update([LogLine(f"Could not start: {message}", "error")])
         self.notify(message, title="Could not start", severity="error", timeout=10)
-        if self._from_setup and type(error).__name__ in SETUP_ERRORS and not self.leaving:
+        if self._from_setup and isinstance(error, SETUP_ERRORS) and not self.leaving:
             self._back_to_setup()
             self.setup_screen.show_start_error(error)
 
@@ -259,7 +262,10 @@ class TrainerApp(App[int]):
 
     def _active_session(self, doing: str) -> RunSession | None:
         session = self.session
-        if session is None or not session.active or session.stop_requested:
+        if session is not None and session.active and session.stop_requested:
+            self.notify(f"The run is stopping: nothing to {doing}.", severity="warning", timeout=3)
+            return None
+        if session is None or not session.active:
             self.notify(f"No run is training: nothing to {doing}.", severity="warning", timeout=3)
             return None
         return session
