@@ -4,31 +4,46 @@ steps per second over the training span the engine measures (RunFinished.elapsed
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
+
+import psutil
 
 from tui_trainer.config import RunConfig
 from tui_trainer.launch import LaunchOptions
 from tui_trainer.yaml_io import dump_yaml
 
 
+def _thread_cpu_s() -> dict[int, float]:
+    return {thread.id: thread.user_time + thread.system_time for thread in psutil.Process().threads()}
+
+
 async def _drive(options: LaunchOptions, timeout_s: float, size: tuple[int, int]) -> tuple[float, dict]:
     from tui_trainer.ui.app import TrainerApp
 
     app = TrainerApp(options)
+    ui_thread = threading.main_thread().native_id
     async with app.run_test(size=size) as pilot:
         deadline = time.monotonic() + timeout_s
+        started = None
         while time.monotonic() < deadline:
             session = app.session
+            if started is None and session is not None and session.view.step > 0:
+                # Training is under way: from here on, how much CPU does the UI's own thread take?
+                started = (time.monotonic(), _thread_cpu_s())
             if session is not None and session.finished.is_set():
                 break
             await pilot.pause(0.1)
+        ended = (time.monotonic(), _thread_cpu_s())
         session = app.session
-        if session is None or session.result is None:
+        if session is None or session.result is None or started is None:
             raise RuntimeError("the app's run did not finish")
         result = session.result
         await pilot.pause(0.2)
-        stats = {"state": result.state, "step": result.step}
+        wall = ended[0] - started[0]
+        ui_cpu = ended[1].get(ui_thread, 0.0) - started[1].get(ui_thread, 0.0)
+        stats = {"state": result.state, "step": result.step, "ui_thread_cpu_fraction": ui_cpu / wall}
     return result.step / result.elapsed_s, stats
 
 
@@ -39,4 +54,10 @@ def run_app_once(config: RunConfig, folder: Path, timeout_s: float = 600.0,
     steps_per_s, stats = asyncio.run(_drive(LaunchOptions(preset=str(preset), start=True), timeout_s, size))
     if stats["state"] != "finished":
         raise RuntimeError(f"the app's run ended {stats['state']}")
+    LAST_STATS.clear()
+    LAST_STATS.update(stats)
     return steps_per_s
+
+
+LAST_STATS: dict = {}
+"""The last run's extra figures (the UI thread's share of a core while training)."""
