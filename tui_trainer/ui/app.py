@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 EXIT_GRACE_S = 30.0
 """How long leaving waits for the run to save last.pt before it gives up on the training thread."""
+SETUP_WAIT_S = 3.0
+"""How long leaving waits for a run still loading its data or model (it has nothing to save yet)."""
 SETUP_ERRORS = (ConfigError, DatasetError)
 """Setup errors that send the user back to the form (the others stay on the dashboard)."""
 OWN_ERRORS = (ConfigError, DatasetError, CheckpointError)
@@ -287,6 +289,9 @@ class TrainerApp(App[int]):
         if session is None:
             return
         view = session.view
+        if not view.run_id:
+            self.notify("The run is still starting.", severity="warning", timeout=3)
+            return
         folder = view.run_dir or str(Path(session.config.checkpoint.dir).expanduser())
         self.push_screen(SavePanel(default_name(view.run_id, view.epoch, view.step), folder,
                                    send=session.controls.save, paused=view.state == "paused"), self._saved)
@@ -379,6 +384,11 @@ class TrainerApp(App[int]):
         if session is None or not session.active:
             self.exit(self.exit_code)
             return
+        if not session.training.is_set():
+            # Still loading data or model: nothing to save yet, and a download may take minutes.
+            session.stop(reason)
+            self.exit(self.exit_code)
+            return
         self._set_note("saving last.pt before leaving (ctrl+q again: leave now)")
         session.stop(reason)
         self._after_run = lambda: self.exit(self.exit_code)
@@ -437,7 +447,8 @@ class TrainerApp(App[int]):
         remaining = [session for session in self.sessions if session.active]
         for session in remaining:
             session.stop("exit")
-        return all(session.finished.wait(timeout_s) for session in remaining)
+        return all(session.finished.wait(timeout_s if session.training.is_set() else min(timeout_s, SETUP_WAIT_S))
+                   for session in remaining)
 
 
 def check_options(options: LaunchOptions) -> str:

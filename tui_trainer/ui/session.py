@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from tui_trainer.config import RunConfig
 from tui_trainer.engine.controls import Controls
-from tui_trainer.engine.events import Event, RunFinished
+from tui_trainer.engine.events import Event, RunFinished, RunStarted
 from tui_trainer.ui.run_view import RunView
 
 if TYPE_CHECKING:
@@ -42,6 +42,8 @@ class RunSession:
         self.result: RunFinished | None = None
         self.finished = threading.Event()
         """Set when run() returns or raises, in the training thread."""
+        self.training = threading.Event()
+        """Set once the run is set up (RunStarted): from then on a stop saves last.pt."""
         self.stop_requested = False
         self.paused_intent = start_paused
         """Paused as far as the user asked (the engine confirms with a StateChanged)."""
@@ -54,6 +56,8 @@ class RunSession:
     def on_event(self, event: Event) -> None:
         """The Trainer's callback: enqueue, and wake the app once per batch. Returns at once."""
         self._events.append(event)
+        if isinstance(event, RunStarted):
+            self.training.set()
         if self._armed:
             self._armed = False
             self._notify()
