@@ -197,3 +197,23 @@ async def test_device_panel_reads_n_a_for_what_a_machine_cannot_give():
         await pilot.pause()
         text = str(panel.render())
         assert "process memory n/a" in text and "process CPU n/a" in text
+
+
+def test_session_wakes_the_app_once_per_batch_and_bounds_its_queue(monkeypatch):
+    from tui_trainer import presets as preset_files
+    from tui_trainer.ui import session as session_module
+
+    calls = []
+    session = session_module.RunSession(preset_files.load_config("iris-linear"), notify=lambda: calls.append(1))
+    session.on_event(started())
+    session.on_event(progress(1))
+    assert calls == [1] and session.training.is_set()
+    assert [type(event).__name__ for event in session.take()] == ["RunStarted", "Progress"]
+    session.on_event(progress(2))
+    assert calls == [1, 1]
+    monkeypatch.setattr(session_module, "MAX_PENDING", 3)
+    for step in range(3, 10):
+        session.on_event(progress(step))
+    session.on_event(StateChanged("paused"))
+    kinds = [type(event).__name__ for event in session.take()]
+    assert kinds == ["Progress", "Progress", "Progress", "StateChanged"]

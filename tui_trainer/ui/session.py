@@ -16,11 +16,15 @@ from typing import TYPE_CHECKING
 
 from tui_trainer.config import RunConfig
 from tui_trainer.engine.controls import Controls
-from tui_trainer.engine.events import Event, RunFinished, RunStarted
+from tui_trainer.engine.events import Event, Progress, RunFinished, RunStarted
 from tui_trainer.ui.run_view import RunView
 
 if TYPE_CHECKING:
     from tui_trainer.engine.trainer import Trainer
+
+
+MAX_PENDING = 20_000
+"""Events waiting for the app beyond which progress events are dropped (epochs and the rest are kept)."""
 
 
 def training_threads() -> int:
@@ -55,6 +59,8 @@ class RunSession:
 
     def on_event(self, event: Event) -> None:
         """The Trainer's callback: enqueue, and wake the app once per batch. Returns at once."""
+        if len(self._events) >= MAX_PENDING and isinstance(event, Progress):
+            return  # the app has not drained for a long while (a stalled terminal): keep memory bounded
         self._events.append(event)
         if isinstance(event, RunStarted):
             self.training.set()
