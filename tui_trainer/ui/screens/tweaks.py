@@ -92,14 +92,18 @@ class TweakPanel(ModalScreen[dict[str, float] | None]):
         values: dict[str, float] = {}
         ok = True
         for name in self.names:
-            value, problem = check_value(name, self.query_one(f"#tweak-{name}", Input).value)
+            text = self.query_one(f"#tweak-{name}", Input).value
+            if not text.strip() and self.current.get(name) is None:
+                value, problem = None, ""  # the run never set it (the optimizer's default): left as it is
+            else:
+                value, problem = check_value(name, text)
             error = self.query_one(f"#tweak-{name}-error", Static)
             error.update(problem)
             error.display = bool(problem)
             self.query_one(f"#tweak-{name}", Input).set_class(bool(problem), "-invalid")
-            if value is None:
+            if problem:
                 ok = False
-            else:
+            elif value is not None:
                 values[name] = value
         return values if ok else None
 

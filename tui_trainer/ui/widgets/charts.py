@@ -51,6 +51,9 @@ class MetricChart(PlotextPlot):
 
     def __init__(self, title: str, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
+        # No backgrounds of plotext's own: the widget's background shows through, and the output has
+        # fewer escape codes to parse on every redraw.
+        self.theme = "clear"
         self.title = title
         self.drawn_version = -1
         self.drawn_size: tuple[int, int] = (0, 0)

@@ -37,8 +37,9 @@ class StatusBar(Widget):
     def show(self, view: RunView, note: str = "") -> None:
         self.view, self.note = view, note
         state_class = f"-{view.state}"
-        for name in STATE_CLASSES:
-            self.set_class(name == state_class, name)
+        if not self.has_class(state_class):
+            self.remove_class(*STATE_CLASSES)
+            self.add_class(state_class)
         self.refresh()
 
     def render(self) -> Text:
@@ -100,7 +101,12 @@ class StatusBar(Widget):
 class FaultBanner(Static):
     """What went wrong and what to do, shown while a faulted run waits paused."""
 
+    shown_fault: RunFailed | None = None
+
     def show(self, fault: RunFailed | None) -> None:
+        if fault is self.shown_fault:
+            return  # nothing new: no restyle, no layout
+        self.shown_fault = fault
         self.display = fault is not None
         if fault is not None:
             advice = f"\nTry: {fault.advice}." if fault.advice else ""
