@@ -1,0 +1,202 @@
+"""No code from files, in the app and on the command line: a crafted pickle (which would run a command
+under a plain torch.load), a truncated file, an empty file, a PNG renamed .pt and a checkpoint of format
+version 99 are each refused with their own message, the command never runs, and the app goes on."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Static
+
+from tests.cli_helpers import ROOT, cli_env
+from tests.reliability.app_helpers import (
+    BAD_KINDS,
+    Tally,
+    crafted_files_are_live,
+    good_checkpoint,
+    write_bad_checkpoints,
+)
+from tests.ui.conftest import (  # noqa: F401
+    _no_training_thread_left,
+    driving,
+    make_app,
+    press,
+    start_training,
+    wait_for,
+)
+from tui_trainer.cli import main
+from tui_trainer.launch import LaunchOptions
+from tui_trainer.ui.app import TrainerApp
+from tui_trainer.ui.screens.checkpoints import LoadPanel
+from tui_trainer.ui.screens.dashboard import DashboardScreen
+from tui_trainer.ui.screens.setup import SetupScreen
+
+TALLY = Tally("no code from files")
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    return tmp_path / "checkpoints"
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> Path:
+    return good_checkpoint(tmp_path_factory.mktemp("good"))
+
+
+@pytest.fixture
+def marker(tmp_path) -> Path:
+    return tmp_path / "code-ran"
+
+
+@pytest.fixture
+def bad(folder, good, marker) -> dict[str, Path]:
+    files = write_bad_checkpoints(folder, good, marker)
+    shutil.copy(good, folder / "good.pt")
+    return files
+
+
+def test_the_crafted_files_would_run_code_under_a_plain_load(bad, marker):
+    crafted_files_are_live(bad, marker)
+
+
+def panel_status(panel: LoadPanel) -> str:
+    return str(panel.query_one("#load-status", Static).render())
+
+
+async def choose_row(app: TrainerApp, pilot, path: Path) -> None:
+    table = app.screen.query_one("#load-table", DataTable)
+    table.move_cursor(row=table.get_row_index(str(path)))
+    await pilot.pause(0.02)
+    press(app, "enter")
+
+
+async def test_the_load_panel_refuses_each_bad_file_while_the_run_goes_on(folder, bad, marker):
+    app = make_app(folder)
+    async with driving(app) as pilot:
+        await start_training(app, pilot)
+        session = app.session
+        press(app, "l")
+        await wait_for(pilot, lambda: isinstance(app.screen, LoadPanel) and len(app.screen.infos) == len(bad) + 1,
+                       "every file listed")
+        panel = app.screen
+        messages = {}
+        for kind, path in bad.items():
+            with TALLY.attempt("2 no code from files", f"load panel: {kind}"):
+                info = panel.infos[str(path)]
+                assert info.error and BAD_KINDS[kind] in info.error, (kind, info.error)
+                table = panel.query_one("#load-table", DataTable)
+                assert "unreadable" in [str(cell) for cell in table.get_row(str(path))]
+                await choose_row(app, pilot, path)
+                await wait_for(pilot, lambda path=path: f"Cannot load {path}" in panel_status(panel),
+                               f"the panel's message for {kind}")
+                messages[kind] = panel_status(panel)
+                assert BAD_KINDS[kind] in messages[kind] and "\n" not in messages[kind].strip()
+                assert app.screen is panel and app.session is session and session.active
+                assert not marker.exists(), "a command in the file ran"
+        assert len(set(messages.values())) == len(bad), "each kind of file has its own message"
+        step = session.trainer.step
+        press(app, "escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "the dashboard")
+        await wait_for(pilot, lambda: session.trainer.step > step, "the run to go on")
+    assert (Path(session.view.run_dir) / "last.pt").is_file()
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["crafted-pickle", "crafted-torch", "newer", "truncated"])
+async def test_a_file_replaced_after_listing_is_still_refused(folder, bad, good, marker, kind):
+    """The panel checks the file again on Enter: a good file swapped for a bad one is caught then."""
+    target = folder / "good.pt"
+    app = make_app(folder)
+    async with driving(app) as pilot:
+        await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset")
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, LoadPanel) and str(target) in app.screen.infos,
+                       "the listing")
+        panel = app.screen
+        assert panel.infos[str(target)].error is None
+        with TALLY.attempt("2 no code from files", f"load panel, swapped after listing: {kind}"):
+            shutil.copy(bad[kind], target)
+            await choose_row(app, pilot, target)
+            await wait_for(pilot, lambda: "Cannot load" in panel_status(panel), "the panel's message")
+            assert BAD_KINDS[kind] in panel_status(panel)
+            assert app.screen is panel and app.session is None
+            assert not marker.exists(), "a command in the file ran"
+            await pilot.press("escape")
+            assert isinstance(app.screen, SetupScreen)
+
+
+async def test_the_app_opened_on_a_crafted_file_refuses_it_and_stays(folder, bad, marker):
+    for kind in ("crafted-pickle", "crafted-torch"):
+        with TALLY.attempt("2 no code from files", f"app --resume: {kind}"):
+            app = TrainerApp(LaunchOptions(resume=str(bad[kind])))
+            async with driving(app) as pilot:
+                await wait_for(pilot, lambda app=app: any(note.title == "Cannot resume" for note in app._notifications),
+                               "the refusal")
+                note = next(note for note in app._notifications if note.title == "Cannot resume")
+                assert BAD_KINDS[kind] in note.message
+                assert isinstance(app.screen, SetupScreen) and app.session is None
+                await pilot.press("ctrl+q")
+                await wait_for(pilot, lambda app=app: not app.is_running, "the app to quit")
+            assert app.return_code in (None, 0)
+            assert not marker.exists()
+
+
+def run_main(argv: list[str]) -> tuple[int, str, str]:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+def test_headless_resume_refuses_each_bad_file_with_one_line(bad, marker, tmp_path):
+    for kind, path in bad.items():
+        with TALLY.attempt("2 no code from files", f"--headless --resume: {kind}"):
+            code, out, err = run_main(["--headless", "--resume", str(path), "--checkpoint-dir", str(tmp_path / "ck")])
+            assert code == 2, (kind, out, err)
+            (line,) = err.strip().splitlines()
+            assert line.startswith(f"tui-trainer: error: {path}: ") and BAD_KINDS[kind] in line, line
+            assert "Traceback" not in out + err
+            assert not marker.exists()
+    assert not (tmp_path / "ck").exists() or not any((tmp_path / "ck").iterdir()), "no run folder was made"
+
+
+def test_the_real_command_refuses_the_crafted_files(bad, marker, tmp_path):
+    for kind in ("crafted-pickle", "crafted-torch"):
+        with TALLY.attempt("2 no code from files", f"--headless --resume, real process: {kind}"):
+            result = subprocess.run([sys.executable, "-m", "tui_trainer", "--headless", "--resume", str(bad[kind])],
+                                    capture_output=True, text=True, cwd=tmp_path, env=cli_env(tmp_path), timeout=120,
+                                    stdin=subprocess.DEVNULL)
+            assert result.returncode == 2
+            assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1, result.stderr
+            assert BAD_KINDS[kind] in result.stderr and "Traceback" not in result.stderr
+            assert not marker.exists()
+    with TALLY.attempt("2 no code from files", "checkpoints DIR, real process"):
+        listing = subprocess.run([sys.executable, "-m", "tui_trainer", "checkpoints", str(bad["empty"].parent)],
+                                 capture_output=True, text=True, cwd=ROOT, env=cli_env(tmp_path) | {"COLUMNS": "200"},
+                                 timeout=120, stdin=subprocess.DEVNULL)
+        assert listing.returncode == 0 and "Traceback" not in listing.stdout + listing.stderr
+        for kind in BAD_KINDS:
+            assert BAD_KINDS[kind] in listing.stdout, kind
+        assert not marker.exists()
+
+
+def test_checkpoints_listing_names_each_refusal(bad, marker):
+    with TALLY.attempt("2 no code from files", "checkpoints DIR --json"):
+        code, out, err = run_main(["checkpoints", str(bad["empty"].parent), "--json"])
+        assert code == 0 and err == ""
+        entries = {Path(entry["path"]).stem: entry for entry in map(json.loads, out.splitlines())}
+        assert entries["good"]["error"] is None and entries["good"]["step"] > 0
+        for kind in BAD_KINDS:
+            assert BAD_KINDS[kind] in entries[kind]["error"], kind
+        assert not marker.exists()
