@@ -155,6 +155,8 @@ class Trainer:
         self._stop: Stop | None = None
         self._paused = False
         self._metrics_log: MetricsLog | None = None
+        self._loss_not_finite = False
+        """The last loss measured was NaN or infinite: the weights, finite or not, are not saved."""
 
     # ------------------------------------------------------------ setup
 
@@ -569,10 +571,12 @@ class Trainer:
             total_steps=self.total_steps, train_loss=train_loss, train_accuracy=accuracy, lr=self.lr,
             samples_per_s=samples / max(window_s, 1e-9), elapsed_s=elapsed, eta_s=eta, devices=devices,
         ))
-        if not math.isfinite(train_loss):
+        self._loss_not_finite = not math.isfinite(train_loss)
+        if self._loss_not_finite:
             self._non_finite(f"training loss is {train_loss} at step {self.step}")
 
     def _non_finite(self, message: str) -> None:
+        self._loss_not_finite = True
         advice = "lower the learning rate, set grad_clip, or continue from the last good checkpoint"
         if not self.pause_on_fault:
             raise TrainingFault("non_finite", message, advice)
@@ -804,12 +808,17 @@ class Trainer:
         }
 
     def save(self, path: Path, reason: str) -> str | None:
-        """Write a checkpoint now (we are at a step boundary). Never writes non-finite weights.
+        """Write a checkpoint now (we are at a step boundary). Never writes non-finite weights, nor finite
+        ones whose last loss was not finite (diverged weights can still be finite, just huge).
         Under torchrun rank 0 alone writes, the plain (unwrapped) model: it loads in any world size."""
         if not self.parallel.is_main:
             return None
         if not self._weights_finite():
             self._emit(CheckpointFailed(str(path), "weights are not finite; the last good checkpoint is kept",
+                                        reason))
+            return None
+        if self._loss_not_finite:
+            self._emit(CheckpointFailed(str(path), "the loss is not finite; the last good checkpoint is kept",
                                         reason))
             return None
         try:
