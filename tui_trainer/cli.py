@@ -51,6 +51,8 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--headless", action="store_true", help="train without the app: progress on stdout")
     parser.add_argument("--start", action="store_true", help="app: start training at once")
     parser.add_argument("--json", action="store_true", help="headless: print every event as a JSON line")
+    parser.add_argument("--processes", metavar="N", type=int, default=1,
+                        help="with --detach: N data-parallel processes under torchrun (default 1)")
     parser.add_argument("--detach", action="store_true",
                         help="train in a background process that outlives the terminal (attach with "
                              "`tui-trainer attach`)")
@@ -124,7 +126,7 @@ def _launch_options(args: argparse.Namespace):
     from tui_trainer.yaml_io import parse_scalar
 
     options = LaunchOptions(preset=args.preset, presets_dir=args.presets_dir, resume=args.resume,
-                            start=args.start, json=args.json, detach=args.detach)
+                            start=args.start, json=args.json, detach=args.detach, processes=args.processes)
     for flag, key in OVERRIDE_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:
@@ -184,6 +186,10 @@ def _main(argv: Sequence[str] | None) -> int:
         return _fail(str(error))
     if args.json and not args.headless:
         return _fail("--json goes with --headless")
+    if args.processes < 1 or args.processes > 1024:
+        return _fail(f"--processes: given {args.processes}; allowed: 1 to 1024")
+    if args.processes > 1 and not args.detach:
+        return _fail("--processes goes with --detach (or launch torchrun yourself: see the README)")
     if args.headless and args.detach:
         from tui_trainer.detached.commands import start_detached
 

@@ -30,6 +30,8 @@ class LaunchOptions:
     json: bool = False
     detach: bool = False
     """Train in a background process that outlives the terminal (see tui_trainer.detached)."""
+    processes: int = 1
+    """Detached runs: data-parallel processes under torchrun (more than 1 needs --detach)."""
     attach: str | None = None
     """The app: the run folder of a detached run to attach to, instead of the setup screen."""
 

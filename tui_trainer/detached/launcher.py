@@ -77,6 +77,14 @@ def _last_line(run_dir: Path) -> str:
     return lines[-1].removeprefix("tui-trainer: error: ") if lines else ""
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def describe_exit(returncode: int) -> str:
     if returncode < 0:
         with contextlib.suppress(ValueError):
@@ -117,6 +125,7 @@ def serve(run_dir: Path, options: LaunchOptions, pause_on_fault: bool) -> int:
     from tui_trainer.detached.server import ControlServer, EventHub, install_stop_signals
     from tui_trainer.engine.checkpoints import CheckpointError
     from tui_trainer.engine.controls import Controls
+    from tui_trainer.engine.distributed import from_environment
     from tui_trainer.engine.runinfo import RunInfoWriter, fan_out
     from tui_trainer.launch import resolve_config
     from tui_trainer.logs import setup_file_logging
@@ -124,24 +133,28 @@ def serve(run_dir: Path, options: LaunchOptions, pause_on_fault: bool) -> int:
     setup_file_logging()
     controls = Controls()
     install_stop_signals(controls)
+    parallel = from_environment()
     hub = EventHub()
     writer = RunInfoWriter(detached=True)
-    server = ControlServer(run_dir, hub, controls)
+    # Under torchrun rank 0 holds the socket; the others get their commands from it.
+    server = ControlServer(run_dir, hub, controls) if parallel.is_main else None
     try:
         config, _ = resolve_config(options)
         from tui_trainer.engine.trainer import Trainer
 
-        trainer = Trainer(config, fan_out(writer, hub.publish), controls=controls,
-                          resume_from=options.resume, run_dir=run_dir, pause_on_fault=pause_on_fault)
+        trainer = Trainer(config, fan_out(writer, hub.publish), controls=controls, resume_from=options.resume,
+                          run_dir=run_dir, pause_on_fault=pause_on_fault, parallel=parallel)
         result = trainer.run()
     except (ConfigError, CheckpointError, DatasetError, ImportedModelError) as error:
         print(f"tui-trainer: error: {error}", file=sys.stderr, flush=True)
-        write_run_info(RunInfo(run_id=run_dir.name, run_dir=str(run_dir), state="failed", reason=str(error),
-                               pid=os.getpid(), started_at=time.time(), detached=True))
+        if parallel.is_main:
+            write_run_info(RunInfo(run_id=run_dir.name, run_dir=str(run_dir), state="failed", reason=str(error),
+                                   pid=os.getpid(), started_at=time.time(), detached=True))
         return 2
     finally:
         hub.close()
-        server.close()
+        if server is not None:
+            server.close()
     return 1 if result.state == "failed" else 0
 
 
@@ -155,7 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv[1:])
     run_dir = Path(args.run_dir)
     if args.role == "supervise":
-        return supervise(run_dir, [sys.executable, "-m", "tui_trainer.detached.launcher", "engine", *argv[2:]])
+        options = LaunchOptions(**json.loads(args.options))
+        engine = [sys.executable, "-m", "tui_trainer.detached.launcher", "engine", *argv[2:]]
+        if options.processes > 1:
+            engine = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(options.processes),
+                      "--master-port", str(_free_port()), *engine[1:]]
+        return supervise(run_dir, engine)
     options = LaunchOptions(**json.loads(args.options))
     return serve(run_dir, options, args.pause_on_fault)
 

@@ -417,19 +417,25 @@ class Trainer:
                     window_samples = window_steps = 0
                     window_start = time.perf_counter()
                     if self.parallel.enabled:
-                        window_start += self._serve(distributed.sync_commands(self.controls.drain(), self.parallel))
+                        window_start += self._sync_commands()
                         if self._stop is not None:
                             break
                 if self.step >= self.total_steps:
                     break
             if window_samples:
                 self._progress(window_loss, window_correct, window_samples, time.perf_counter() - window_start)
+                if self.parallel.enabled and self._stop is None:
+                    self._sync_commands()
             if self._stop is not None:
                 return self._stop.reason
             reason = self._end_epoch()
             if reason:
                 return reason
         return ""
+
+    def _sync_commands(self) -> float:
+        """Under torchrun: apply the commands every rank agreed on (at a progress event); seconds paused."""
+        return self._serve(distributed.sync_commands(self.controls.drain(), self.parallel))
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """This epoch's batches from self.position on; the order is fixed by the generator state saved at
