@@ -51,7 +51,13 @@ def run_app_once(config: RunConfig, folder: Path, timeout_s: float = 600.0,
                  size: tuple[int, int] = (120, 40)) -> float:
     preset = folder / f"{config.name}.yaml"
     preset.write_text(dump_yaml(config.to_dict()))
-    steps_per_s, stats = asyncio.run(_drive(LaunchOptions(preset=str(preset), start=True), timeout_s, size))
+    import torch
+
+    threads = torch.get_num_threads()  # the app sizes torch's threads for itself; the other runs keep theirs
+    try:
+        steps_per_s, stats = asyncio.run(_drive(LaunchOptions(preset=str(preset), start=True), timeout_s, size))
+    finally:
+        torch.set_num_threads(threads)
     if stats["state"] != "finished":
         raise RuntimeError(f"the app's run ended {stats['state']}")
     LAST_STATS.clear()

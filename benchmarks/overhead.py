@@ -22,11 +22,13 @@ from pathlib import Path
 
 import torch
 from common import WORKLOADS, interleave, median, report, workload_config
-from torch import nn
 
 from tui_trainer.catalog.datasets import build_dataset
+from tui_trainer.catalog.losses import build_loss
 from tui_trainer.catalog.models import build_model
+from tui_trainer.catalog.optimizers import OPTIMIZERS
 from tui_trainer.config import RunConfig
+from tui_trainer.presets import load_config
 from tui_trainer.yaml_io import dump_yaml
 
 
@@ -34,8 +36,16 @@ def _prepare(config: RunConfig, fused: bool = False):
     data = build_dataset(config.data.source, config.data.options, config.data.val_split, config.seed)
     torch.manual_seed(config.seed)
     model = build_model(config.model.name, None, config.model.options, data.input_shape, data.num_outputs)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.optimizer.lr, fused=fused or None)
-    return data, model, optimizer, nn.CrossEntropyLoss()
+    spec = OPTIMIZERS[config.optimizer.name]
+    hyperparameters = {key: value for key, value in config.optimizer.model_dump(exclude={"name"}).items()
+                       if key in spec.hyperparameters and value is not None}
+    if "betas" in hyperparameters:
+        hyperparameters["betas"] = tuple(hyperparameters["betas"])
+    if fused:
+        hyperparameters["fused"] = True
+    optimizer = getattr(torch.optim, spec.torch_class)(model.parameters(), **hyperparameters)
+    loss = build_loss(config.loss.name, config.loss.options, data.num_outputs)
+    return data, model, optimizer, loss
 
 
 def _steps_per_epoch(size: int, batch: int) -> int:
@@ -47,6 +57,7 @@ def tutorial_loop(config: RunConfig) -> float:
     from torch.utils.data import DataLoader, TensorDataset
 
     data, model, optimizer, loss_fn = _prepare(config)
+    classification = config.task == "classification"
     batch = config.data.batch_size
     drop_last = len(data.train[0]) % batch == 1
     loader = DataLoader(TensorDataset(*data.train), batch_size=batch, shuffle=True, drop_last=drop_last)
@@ -63,7 +74,8 @@ def tutorial_loop(config: RunConfig) -> float:
             loss.backward()
             optimizer.step()
             running_loss += loss.item()
-            correct += (outputs.argmax(1) == targets).sum().item()
+            if classification:
+                correct += (outputs.argmax(1) == targets).sum().item()
             seen += len(targets)
             steps += 1
         model.eval()
@@ -72,7 +84,8 @@ def tutorial_loop(config: RunConfig) -> float:
             for inputs, targets in val_loader:
                 outputs = model(inputs)
                 val_loss += loss_fn(outputs, targets).item() * len(targets)
-                val_correct += (outputs.argmax(1) == targets).sum().item()
+                if classification:
+                    val_correct += (outputs.argmax(1) == targets).sum().item()
     return steps / (time.perf_counter() - start)
 
 
@@ -143,6 +156,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workloads", default="small,large")
     parser.add_argument("--no-app", action="store_true", help="skip (d), the app")
+    parser.add_argument("--presets", default="digits-mlp,digits-cnn,spirals-mlp,sine-regression,iris-linear",
+                        help="shipped presets for the tutorial-vs-headless comparison ('' to skip)")
     args = parser.parse_args()
     epochs = {"small": 60, "large": 12}
     results, table = {}, [("workload", "ms/step (b)", "a tutorial", "b hand", "c headless", "d app", "c/b", "d/b",
@@ -175,6 +190,17 @@ def main() -> None:
                                                                     "d_app")),
                           f"{ratios['c/b']:.3f}", f"{ratios['d/b']:.3f}" if "d/b" in ratios else "-",
                           f"{ratios['c/a']:.3f}"))
+        if args.presets:
+            table.append(("preset", "", "a tutorial", "", "c headless", "", "", "", "c/a"))
+            for name in args.presets.split(","):
+                config = load_config(name, {"checkpoint.dir": str(folder / "checkpoints"), "device": "cpu"})
+                runs = interleave({"a_tutorial": lambda config=config: tutorial_loop(config),
+                                   "c_headless": lambda config=config: headless_run(config, folder)}, args.repeats)
+                medians = {key: median(values) for key, values in runs.items()}
+                ratio = medians["c_headless"] / medians["a_tutorial"]
+                results[f"preset:{name}"] = {"steps_per_s": runs, "median_steps_per_s": medians, "c/a": ratio}
+                table.append((name, "", f"{medians['a_tutorial']:.1f}", "", f"{medians['c_headless']:.1f}", "", "",
+                              "", f"{ratio:.3f}"))
     results["torch_threads"] = torch.get_num_threads()
     report("overhead: steps/s (median), ratios", results, table)
 
