@@ -20,7 +20,8 @@ class Event:
     kind: ClassVar[str] = "event"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.kind, **dataclasses.asdict(self)}
+        # Shallow on purpose: events are never mutated, and asdict's deep copy costs the training thread.
+        return {"type": self.kind, **{field.name: getattr(self, field.name) for field in dataclasses.fields(self)}}
 
 
 @dataclass(frozen=True)

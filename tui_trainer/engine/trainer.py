@@ -708,7 +708,8 @@ class Trainer:
         return self.bad_epochs >= rule.patience
 
     def _weights_finite(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        checks = [torch.isfinite(p).all() for p in self.model.parameters()]
+        return bool(torch.stack(checks).all()) if checks else True  # one device read
 
     # ------------------------------------------------------------ commands
 
