@@ -156,6 +156,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workloads", default="small,large")
     parser.add_argument("--no-app", action="store_true", help="skip (d), the app")
+    parser.add_argument("--variants", action="store_true", help="also bf16 autocast and torch.compile (headless)")
     parser.add_argument("--presets", default="digits-mlp,digits-cnn,spirals-mlp,sine-regression,iris-linear",
                         help="shipped presets for the tutorial-vs-headless comparison ('' to skip)")
     args = parser.parse_args()
@@ -190,6 +191,22 @@ def main() -> None:
                                                                     "d_app")),
                           f"{ratios['c/b']:.3f}", f"{ratios['d/b']:.3f}" if "d/b" in ratios else "-",
                           f"{ratios['c/a']:.3f}"))
+        if args.variants:
+            # What this CPU can show of the GPU-minded options: autocast bf16 and torch.compile, headless.
+            table.append(("variant (large)", "", "", "", "c headless", "", "", "", "vs fp32"))
+            base = workload_config("large", str(folder / "checkpoints"), epochs=epochs["large"])
+            variants = {"fp32": base,
+                        "bf16": workload_config("large", str(folder / "checkpoints"), epochs=epochs["large"],
+                                                precision="bf16"),
+                        "compile": workload_config("large", str(folder / "checkpoints"), epochs=epochs["large"],
+                                                   compile=True)}
+            runs = interleave({name: lambda config=config: headless_run(config, folder)
+                               for name, config in variants.items()}, args.repeats)
+            medians = {key: median(values) for key, values in runs.items()}
+            results["variants_large"] = {"steps_per_s": runs, "median_steps_per_s": medians}
+            for name in variants:
+                table.append((name, "", "", "", f"{medians[name]:.1f}", "", "", "",
+                              f"{medians[name] / medians['fp32']:.3f}"))
         if args.presets:
             table.append(("preset", "", "a tutorial", "", "c headless", "", "", "", "c/a"))
             for name in args.presets.split(","):
