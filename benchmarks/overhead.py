@@ -160,7 +160,7 @@ def main() -> None:
     parser.add_argument("--presets", default="digits-mlp,digits-cnn,spirals-mlp,sine-regression,iris-linear",
                         help="shipped presets for the tutorial-vs-headless comparison ('' to skip)")
     args = parser.parse_args()
-    epochs = {"small": 60, "large": 12}
+    epochs = {name: spec["epochs"] for name, spec in WORKLOADS.items()}
     results, table = {}, [("workload", "ms/step (b)", "a tutorial", "b hand", "c headless", "d app", "c/b", "d/b",
                            "c/a")]
     with tempfile.TemporaryDirectory() as temp:
