@@ -38,7 +38,7 @@ from tui_trainer.ui.screens.checkpoints import LoadPanel
 from tui_trainer.ui.screens.dashboard import DashboardScreen
 from tui_trainer.ui.screens.setup import SetupScreen
 
-TALLY = Tally("no code from files")
+TALLY = Tally("test_app_bad_files")
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from tui_trainer.engine.checkpoints import TEMP_PREFIX, load_checkpoint
 
 pytestmark = pytest.mark.slow
 
-TALLY = Tally("app signals")
+TALLY = Tally("test_app_signals")
 
 COMMAND = ["--preset", "digits-mlp", "--start", "--epochs", "100000"]
 WIDE = ["--set", "model.options.hidden=[2048, 2048]", "--set", "checkpoint.every_epochs=0",
