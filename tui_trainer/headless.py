@@ -11,7 +11,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -219,6 +219,57 @@ class SignalStop:
         self.notify(f"{name}: saving and stopping after this step (Ctrl+C again to abandon)")
 
 
+@contextlib.contextmanager
+def control_socket(run_dir: Path, controls: Controls, enabled: bool) -> Iterator[Callable[[Event], None] | None]:
+    """Every headless run (rank 0 under torchrun) can be watched and steered: `tui-trainer attach` and
+    `tui-trainer stop` connect to this socket. Yields the listener that feeds attached clients."""
+    if not enabled:
+        yield None
+        return
+    from tui_trainer.config import ConfigError
+    from tui_trainer.detached.server import ControlServer, EventHub
+
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        hub = EventHub()
+        server = ControlServer(run_dir, hub, controls)
+    except OSError as error:
+        raise ConfigError("", "checkpoint.dir", f"cannot create {run_dir}: {error.strerror or error}") from None
+    try:
+        yield hub.publish
+    finally:
+        hub.close()
+        server.close()
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # only when empty: a run that could not start leaves no folder
+
+
+def make_reporter(options: LaunchOptions, out: TextIO) -> Callable[[Event], None]:
+    if options.json:
+        return JsonReporter(out)
+    if out.isatty():
+        from rich.console import Console
+
+        return RichReporter(Console(file=out))
+    return PlainReporter(out)
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def exit_code(result: RunFinished, signal_received: int | None) -> int:
+    if result.state == "failed":
+        return EXIT_FAILED
+    if signal_received is not None:
+        return 128 + signal_received
+    # Under torchrun a signal to one rank stops them all: each exits as if it had received it.
+    signal_name = result.message.removeprefix("received ") if result.state == "stopped" else ""
+    if signal_name in {sig.name for sig in STOP_SIGNALS}:
+        return 128 + signal.Signals[signal_name]
+    return EXIT_OK
+
+
 def run_headless(options: LaunchOptions, out: TextIO | None = None) -> int:
     from tui_trainer.catalog.datasets import DatasetError
     from tui_trainer.catalog.models import ImportedModelError
@@ -229,67 +280,25 @@ def run_headless(options: LaunchOptions, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     setup_file_logging()
     bad_input = (ConfigError, CheckpointError, DatasetError, ImportedModelError)
+    controls = Controls()
     try:
         config, _ = resolve_config(options)
-    except bad_input as error:
-        print(f"tui-trainer: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        from tui_trainer.engine.distributed import from_environment
+        from tui_trainer.engine.trainer import Trainer, plan_run_dir
 
-    from tui_trainer.detached.server import ControlServer, EventHub
-    from tui_trainer.engine.distributed import from_environment
-    from tui_trainer.engine.trainer import Trainer, plan_run_dir
-
-    if options.json:
-        reporter: Callable[[Event], None] = JsonReporter(out)
-    elif out.isatty():
-        from rich.console import Console
-
-        reporter = RichReporter(Console(file=out))
-    else:
-        reporter = PlainReporter(out)
-    controls = Controls()
-    parallel = from_environment()
-    try:
+        parallel = from_environment()
         run_dir = plan_run_dir(config, Path(options.resume) if options.resume else None)
-        server = hub = None
-        if parallel.is_main:
-            # Every headless run can be watched and steered: `tui-trainer attach` connects to this socket.
-            run_dir.mkdir(parents=True, exist_ok=True)
-            hub = EventHub()
-            server = ControlServer(run_dir, hub, controls)
-    except OSError as error:
-        print(f"tui-trainer: error: checkpoint.dir: cannot create {run_dir}: {error.strerror or error}",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT
+        with control_socket(run_dir, controls, parallel.is_main) as publish, SignalStop(controls, _to_stderr) as signals:
+            listeners = [RunInfoWriter(attachable=publish is not None), make_reporter(options, out)]
+            trainer = Trainer(config, fan_out(*listeners, *([publish] if publish else [])), controls=controls,
+                              resume_from=options.resume, run_dir=run_dir, parallel=parallel)
+            result = trainer.run()
     except bad_input as error:
         print(f"tui-trainer: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    listeners = [RunInfoWriter(attachable=server is not None), reporter] + ([hub.publish] if hub else [])
-    trainer = Trainer(config, fan_out(*listeners), controls=controls, resume_from=options.resume, run_dir=run_dir,
-                      parallel=parallel)
-    with SignalStop(controls, lambda message: print(message, file=sys.stderr, flush=True)) as signals:
-        try:
-            result = trainer.run()
-        except bad_input as error:
-            print(f"tui-trainer: error: {error}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        except KeyboardInterrupt:
-            print("tui-trainer: interrupted; the last checkpoint on disk is intact", file=sys.stderr)
-            return 128 + signal.SIGINT
-        finally:
-            if hub is not None:
-                hub.close()
-                server.close()
-                with contextlib.suppress(OSError):
-                    run_dir.rmdir()  # only when empty: a run that could not start leaves no folder
-    if not options.json and trainer.parallel.is_main:
+    except KeyboardInterrupt:
+        print("tui-trainer: interrupted; the last checkpoint on disk is intact", file=sys.stderr)
+        return 128 + signal.SIGINT
+    if not options.json and parallel.is_main:
         print_summary(result, out)
-    if result.state == "failed":
-        return EXIT_FAILED
-    if signals.received is not None:
-        return 128 + signals.received
-    # Under torchrun a signal to one rank stops them all: each exits as if it had received it.
-    signal_name = result.message.removeprefix("received ") if result.state == "stopped" else ""
-    if signal_name in {sig.name for sig in STOP_SIGNALS}:
-        return 128 + signal.Signals[signal_name]
-    return EXIT_OK
+    return exit_code(result, signals.received)
