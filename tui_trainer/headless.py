@@ -288,7 +288,8 @@ def run_headless(options: LaunchOptions, out: TextIO | None = None) -> int:
 
         parallel = from_environment()
         run_dir = plan_run_dir(config, Path(options.resume) if options.resume else None)
-        with control_socket(run_dir, controls, parallel.is_main) as publish, SignalStop(controls, _to_stderr) as signals:
+        with (control_socket(run_dir, controls, parallel.is_main) as publish,
+              SignalStop(controls, _to_stderr) as signals):
             listeners = [RunInfoWriter(attachable=publish is not None), make_reporter(options, out)]
             trainer = Trainer(config, fan_out(*listeners, *([publish] if publish else [])), controls=controls,
                               resume_from=options.resume, run_dir=run_dir, parallel=parallel)
