@@ -30,7 +30,9 @@ TALLY = Tally("test_app_abuse")
 
 
 @pytest.fixture
-def folder(tmp_path) -> Path:
+def folder(tmp_path, monkeypatch) -> Path:
+    # Random keys type relative folder names into the panels: they land here, not in the working tree.
+    monkeypatch.chdir(tmp_path)
     return tmp_path / "checkpoints"
 
 
@@ -87,7 +89,7 @@ async def test_a_resize_storm_while_training(folder):
     async with driving(app, size=(200, 60)) as pilot:
         await start_training(app, pilot)
         session = app.session
-        sizes = storm(rounds=3, seed=7)
+        sizes = storm(rounds=2, seed=7)
         for index, (width, height) in enumerate(sizes):
             with TALLY.attempt("8 abuse", "resize storm: sizes"):
                 # Mostly faster than a frame; every few sizes long enough for the charts to redraw.
@@ -135,7 +137,7 @@ KEYS = sorted((bound_keys() | set("abcdefghijklmnoprstuvwxyz0123456789") | {
     "home", "end", "pageup", "pagedown", "full_stop", "minus"}) - LEAVING)
 BOUND = sorted(bound_keys() - LEAVING)
 """Half the keys come from here, so that the stretch reaches the panels, a new run and a load."""
-RANDOM_KEYS = 300
+RANDOM_KEYS = 250
 
 
 @pytest.mark.slow
@@ -151,7 +153,7 @@ async def test_random_keys_for_a_long_stretch_while_training(folder):
             typed.append(key)
             with TALLY.attempt("8 abuse", "random keys: keys"):
                 press(app, key)
-                await pilot.pause(0.01 if rng.random() < 0.9 else 0.15)
+                await pilot.pause(0.01 if rng.random() < 0.9 else 0.1)
                 assert alive(app), typed[-20:]
             screens[type(app.screen).__name__] += 1
         assert len(screens) >= 3, screens
