@@ -45,8 +45,9 @@ async def wait_for(pilot: Pilot, condition: Callable[[], object], what: str, tim
 
 
 async def stop_all(app: TrainerApp) -> None:
+    """Stop the app's own runs (each saves last.pt); a detached run is let go of, not stopped."""
     for session in app.sessions:
-        session.stop("test over")
+        session.let_go("test over")
     for session in app.sessions:
         finished = await asyncio.to_thread(session.finished.wait, 30)
         assert finished, "a training thread did not end"

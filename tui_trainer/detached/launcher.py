@@ -47,18 +47,23 @@ def launch_detached(options: LaunchOptions, pause_on_fault: bool = True,
     run_dir = plan_run_dir(config, Path(options.resume) if options.resume else None)
     run_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(run_dir, 0o700)
+    launched_at = time.time()
     with (run_dir / ENGINE_LOG).open("ab") as log:
         supervisor = subprocess.Popen(
             _module_command(run_dir, options, pause_on_fault, "supervise"), stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
         )
-    return wait_until_ready(run_dir, supervisor, timeout_s)
+    return wait_until_ready(run_dir, supervisor, timeout_s, since=launched_at)
 
 
-def wait_until_ready(run_dir: Path, supervisor: subprocess.Popen, timeout_s: float) -> RunInfo:
+def wait_until_ready(run_dir: Path, supervisor: subprocess.Popen, timeout_s: float, since: float = 0.0) -> RunInfo:
+    """Wait for the engine to train. A run.json written before `since` is an earlier run's in the same folder
+    (resuming from a run's own last.pt continues in its folder) and says nothing about this one."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         info = read_run_info(run_dir)
+        if info is not None and info.updated_at < since:
+            info = None
         if info is not None and info.state in ("running", "paused") and (run_dir / SOCKET_FILE).exists():
             return info
         if info is not None and info.state in (*FINAL_STATES, "lost"):

@@ -12,6 +12,7 @@ import queue
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ from tui_trainer.engine.runinfo import SOCKET_FILE
 from tui_trainer.logs import get_logger
 
 log = get_logger("detached")
+FLUSH_TIMEOUT_S = 2.0
+"""At the end of a run: how long the clients' writers get to send the last events (RunFinished) before the
+process exits and takes its daemon threads with it."""
 
 
 def _count_lines(path: Path) -> int:
@@ -37,7 +41,8 @@ class Client:
         self.connection = connection
         self.outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self.closed = threading.Event()
-        threading.Thread(target=self._write, name="client-writer", daemon=True).start()
+        self.writer = threading.Thread(target=self._write, name="client-writer", daemon=True)
+        self.writer.start()
 
     def send(self, data: bytes) -> None:
         if not self.closed.is_set():
@@ -98,11 +103,15 @@ class EventHub:
                                 "state": self.state, "pid": os.getpid()}))
             self._clients.append(client)
 
-    def close(self) -> None:
+    def close(self, flush_timeout_s: float = FLUSH_TIMEOUT_S) -> None:
+        """Send each client what is queued for it, then close it (waiting at most flush_timeout_s)."""
         with self._lock:
-            for client in self._clients:
+            clients, self._clients = self._clients, []
+            for client in clients:
                 client.finish()
-            self._clients = []
+        deadline = time.monotonic() + flush_timeout_s
+        for client in clients:
+            client.writer.join(max(0.0, deadline - time.monotonic()))
 
 
 class ControlServer:

@@ -1,9 +1,11 @@
 """TrainerApp: the screens, the app-wide keys and actions, and the bridge from engine events to widgets.
 
-The Trainer runs in one thread worker (one `RunSession.run()` call). Its events wait in the session's
+A run is one session with one thread worker: a Trainer in this process (`RunSession.run()`), or the
+relay of a detached run's socket (`RemoteSession.run()`). Either way its events wait in the session's
 queue; the first one after a drain posts one message here, and the app drains the batch at most a few
 times a second, redraws the charts at most once a second and samples the devices every two seconds.
-With nothing new (paused, finished) no timer runs at all.
+With nothing new (paused, finished) no timer runs at all. Commands go out through the session's
+controls, the same calls for both kinds.
 """
 
 from __future__ import annotations
@@ -26,17 +28,23 @@ from textual.worker import Worker, WorkerState
 from tui_trainer import presets
 from tui_trainer.catalog.datasets import DatasetError
 from tui_trainer.config import ConfigError, RunConfig, apply_overrides, config_from_dict
+from tui_trainer.detached.client import RunUnavailable
+from tui_trainer.detached.launcher import DetachError
 from tui_trainer.engine.checkpoints import CheckpointError
 from tui_trainer.engine.events import CheckpointFailed, CheckpointSaved, RunStarted
+from tui_trainer.engine.runinfo import LIVE_STATES, RunInfo, effective_state, read_run_info
 from tui_trainer.launch import LaunchOptions, resolve_config
+from tui_trainer.ui.remote_session import EngineCuda, EngineProcess, RemoteSession, attach_command
 from tui_trainer.ui.run_view import LogLine
 from tui_trainer.ui.screens.checkpoints import LoadChoice, LoadPanel, SavePanel, default_name
 from tui_trainer.ui.screens.confirm import ConfirmModal
 from tui_trainer.ui.screens.dashboard import DashboardScreen
 from tui_trainer.ui.screens.help import HelpModal
+from tui_trainer.ui.screens.leave import LEAVE_RUNNING, SAVE_AND_STOP, LeaveModal
+from tui_trainer.ui.screens.runs import ATTACH, RunChoice, RunsPanel
 from tui_trainer.ui.screens.setup import SetupScreen
 from tui_trainer.ui.screens.tweaks import TweakPanel
-from tui_trainer.ui.session import RunSession
+from tui_trainer.ui.session import RunSession, Session
 from tui_trainer.ui.signals import leave_on_signals
 from tui_trainer.ui.throttle import Throttle
 
@@ -49,7 +57,7 @@ SETUP_WAIT_S = 3.0
 """How long leaving waits for a run still loading its data or model (it has nothing to save yet)."""
 SETUP_ERRORS = (ConfigError, DatasetError)
 """Setup errors that send the user back to the form (the others stay on the dashboard)."""
-OWN_ERRORS = (ConfigError, DatasetError, CheckpointError)
+OWN_ERRORS = (ConfigError, DatasetError, CheckpointError, DetachError, RunUnavailable)
 """Errors whose text is already a one-line message for the user."""
 
 
@@ -73,7 +81,8 @@ class TrainerApp(App[int]):
     ]
     HELP_GLOBAL = [
         ("ctrl+p", "Command palette: every action by name"),
-        ("ctrl+q, ctrl+c", "Quit (a training run is saved to last.pt first, after a confirmation)"),
+        ("ctrl+q, ctrl+c", "Quit (a run training in the app is saved to last.pt first, after a confirmation; "
+                           "a detached run: asks whether to leave it running or save and stop it)"),
         ("f1", "This list"),
         ("escape", "Close a panel"),
     ]
@@ -89,8 +98,8 @@ class TrainerApp(App[int]):
         super().__init__()
         self.options = options or LaunchOptions()
         self.exit_grace_s = exit_grace_s
-        self.session: RunSession | None = None
-        self.sessions: list[RunSession] = []
+        self.session: Session | None = None
+        self.sessions: list[Session] = []
         """Every run of this app, oldest first (the exit waits on any still training)."""
         self.setup_screen = SetupScreen(self.options)
         self.dashboard: DashboardScreen | None = None
@@ -99,6 +108,11 @@ class TrainerApp(App[int]):
         self._worker: Worker | None = None
         self._after_run: Callable[[], object] | None = None
         self._from_setup = False
+        self.launching: str | None = None
+        """What a detached run being started is (a launch worker is under way), else None."""
+        self._launch_paused = False
+        self.unattached: list[RunInfo] = []
+        """Detached runs this app started but left before attaching to them."""
         self._monitor: DeviceMonitor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_throttle = Throttle(self, drain_interval_s, self.drain)
@@ -109,6 +123,9 @@ class TrainerApp(App[int]):
 
     def on_mount(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if self.options.attach:
+            self.attach_run(self.options.attach)
+            return
         self.push_screen(self.setup_screen)
         if self.options.resume:
             self.call_after_refresh(self._open_resume)
@@ -138,6 +155,16 @@ class TrainerApp(App[int]):
     def start_run(self, config: RunConfig, *, resume_from: str | None = None, start_paused: bool = False) -> None:
         """Open the dashboard on a new run and start its training thread."""
         session = RunSession(config, notify=self._wake, resume_from=resume_from, start_paused=start_paused)
+        self._open(session, "loading data and model" if not resume_from else "restoring the checkpoint",
+                   f"Loading {resume_from}" if resume_from else "", f"training {config.name}")
+
+    def attach_run(self, run_dir: str, *, pause: bool = False) -> None:
+        """Open the dashboard on a detached run: its whole history, then live, through its socket."""
+        session = RemoteSession(run_dir, notify=self._wake, pause=pause)
+        self._open(session, f"attaching to {session.run_id}", f"Attaching to {session.run_id}",
+                   f"relaying {session.run_id}")
+
+    def _open(self, session: Session, note: str, log: str, description: str) -> None:
         self.session = session
         self.sessions.append(session)
         self._monitor = None
@@ -146,12 +173,47 @@ class TrainerApp(App[int]):
             self.dashboard.view = session.view
             self.push_screen(self.dashboard)
         else:
-            if resume_from:
-                self.dashboard.log_lines([LogLine(f"Loading {resume_from}")])
+            if log:
+                self.dashboard.log_lines([LogLine(log)])
             self.dashboard.attach(session.view)
-        self._set_note("loading data and model" if not resume_from else "restoring the checkpoint")
+        self._set_note(note)
         self._worker = self.run_worker(session.run, name="trainer", group="trainer", thread=True,
-                                       exit_on_error=False, description=f"training {config.name}")
+                                       exit_on_error=False, description=description)
+
+    def launch(self, options: LaunchOptions, *, paused: bool = False, what: str = "") -> None:
+        """Start a detached run in a worker thread (it returns once the engine trains), then attach."""
+        from tui_trainer.detached.launcher import launch_detached
+
+        self.launching = what or "a detached run"
+        self._launch_paused = paused
+        self.setup_screen.show_launching(True)
+        self._set_note(f"starting {self.launching} in the background")
+        self.notify(f"Starting {self.launching} in the background ...", timeout=4)
+        self.run_worker(lambda: launch_detached(options, pause_on_fault=True), thread=True, exit_on_error=False,
+                        group="launch", name="launch", description=f"launching {self.launching}")
+
+    def _launched(self, worker: Worker, state: WorkerState) -> None:
+        self.launching = None
+        self.setup_screen.show_launching(False)
+        if state == WorkerState.SUCCESS and worker.result is not None:
+            info: RunInfo = worker.result
+            if self.leaving:
+                self.unattached.append(info)
+                return
+            self._from_setup = False
+            self.attach_run(info.run_dir, pause=self._launch_paused)
+            paused = "; it waits paused (space starts it)" if self._launch_paused else ""
+            self.notify(f"Run {info.run_id} trains in the background (pid {info.pid}){paused}. d detaches; "
+                        "quitting asks whether to leave it running.", timeout=6)
+        elif state == WorkerState.ERROR and worker.error is not None:
+            self._set_note("")
+            error = worker.error
+            message = one_line(error)
+            self.notify(message, title="Could not start", severity="error", timeout=10)
+            if self.dashboard is not None:
+                self.dashboard.update([LogLine(f"Could not start: {message}", "error")])
+            elif isinstance(error, ConfigError) and self.setup_screen.is_mounted:
+                self.setup_screen.show_start_error(error)
 
     def _wake(self) -> None:
         # Called from the training thread: returns at once (a thread-safe post).
@@ -197,7 +259,13 @@ class TrainerApp(App[int]):
         if self._monitor is None or self._monitor.device != session.view.device:
             from tui_trainer.engine.devices import DeviceMonitor
 
-            self._monitor = DeviceMonitor(session.view.device)
+            view = session.view
+            if isinstance(session, RemoteSession):
+                # The figures of the engine's process, not this one's; GPU names as the engine sent them.
+                self._monitor = DeviceMonitor(view.device, cuda=EngineCuda(view.device_name),
+                                              process=EngineProcess(session.engine_pid))
+            else:
+                self._monitor = DeviceMonitor(view.device)
         try:
             samples = self._monitor.sample(session.view.engine_devices or None)
         except Exception as error:  # a driver hiccup must not end the app
@@ -216,6 +284,9 @@ class TrainerApp(App[int]):
         if worker.group == "resume":
             self._resume_config_ready(worker, event.state)
             return
+        if worker.group == "launch" and event.state in (WorkerState.SUCCESS, WorkerState.ERROR):
+            self._launched(worker, event.state)
+            return
         if worker is not self._worker or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR,
                                                              WorkerState.CANCELLED):
             return
@@ -223,6 +294,8 @@ class TrainerApp(App[int]):
         self._worker = None
         if event.state == WorkerState.ERROR and worker.error is not None:
             self._run_could_not_start(worker.error)
+        elif isinstance(self.session, RemoteSession):
+            self._relay_ended(self.session)
         if isinstance(self.top, SavePanel):
             self.top.run_ended()
         self._set_note("")
@@ -233,18 +306,47 @@ class TrainerApp(App[int]):
     def _run_could_not_start(self, error: BaseException) -> None:
         message = one_line(error)
         session = self.session
+        verb = "attach" if isinstance(session, RemoteSession) else "start"
         if session is not None:
             session.view.state = "failed"
+            if isinstance(session, RemoteSession):
+                info = read_run_info(session.run_dir)
+                state = effective_state(info) if info is not None else "failed"
+                session.view.state = state if state not in LIVE_STATES else "failed"
             session.view.reason = message
         if self.dashboard is not None:
-            self.dashboard.update([LogLine(f"Could not start: {message}", "error")])
-        self.notify(message, title="Could not start", severity="error", timeout=10)
+            self.dashboard.update([LogLine(f"Could not {verb}: {message}", "error")])
+        self.notify(message, title=f"Could not {verb}", severity="error", timeout=10)
         if self._from_setup and isinstance(error, SETUP_ERRORS) and not self.leaving:
             self._back_to_setup()
             self.setup_screen.show_start_error(error)
 
+    def _relay_ended(self, session: RemoteSession) -> None:
+        """A detached run's socket closed: say why (detached, finished, lost) on the dashboard."""
+        view = session.view
+        if session.detached:
+            lines = view.detached_from() if view.active else []
+        elif session.result is not None:
+            lines = []
+        elif session.ending is not None:
+            ending = session.ending
+            lines = view.connection_ended(ending.state, ending.reason, ending.exit_status, ending.last_checkpoint)
+            if ending.state == "lost":
+                why = ending.exit_status or ending.reason or "its engine is gone"
+                self.notify(f"Run {session.run_id} is lost: {why}", severity="error", timeout=10)
+        else:
+            lines = view.connection_ended("lost", "its run.json is gone")
+        if self.dashboard is not None and self.dashboard.view is view:
+            self.dashboard.update(lines)
+
     def _resume_config_ready(self, worker: Worker, state: WorkerState) -> None:
         if state == WorkerState.SUCCESS and worker.result is not None:
+            if self.options.detach or self.options.processes > 1:
+                options = LaunchOptions(resume=self.options.resume, overrides=self.options.overrides,
+                                        override_sources=self.options.override_sources, detach=True,
+                                        processes=self.options.processes)
+                self.launch(options, paused=not self.options.start, what=Path(self.options.resume or "").name)
+                return
             self.start_run(worker.result, resume_from=self.options.resume, start_paused=not self.options.start)
         elif state == WorkerState.ERROR and worker.error is not None:
             self.notify(one_line(worker.error), title="Cannot resume", severity="error", timeout=10)
@@ -253,16 +355,24 @@ class TrainerApp(App[int]):
         if self.session is not None and self.session.active:
             self.notify("A run is still stopping; try again in a moment.", severity="warning")
             return
+        if self.launching:
+            self.notify(f"Still starting {self.launching}; try again in a moment.", severity="warning")
+            return
         self._from_setup = True
-        self.start_run(message.config)
+        if message.launch is not None:
+            self.launch(message.launch, what=message.config.name)
+        else:
+            self.start_run(message.config)
 
     def _back_to_setup(self) -> None:
         while len(self.screen_stack) > 1 and not isinstance(self.screen, SetupScreen):
             self.pop_screen()
+        if not isinstance(self.screen, SetupScreen):
+            self.push_screen(self.setup_screen)  # the app opened on a detached run, straight to the dashboard
         self.dashboard = None
         self.session = None
 
-    def _active_session(self, doing: str) -> RunSession | None:
+    def _active_session(self, doing: str) -> Session | None:
         session = self.session
         if session is not None and session.active and session.stop_requested:
             self.notify(f"The run is stopping: nothing to {doing}.", severity="warning", timeout=3)
@@ -292,7 +402,7 @@ class TrainerApp(App[int]):
         if not view.run_id:
             self.notify("The run is still starting.", severity="warning", timeout=3)
             return
-        folder = view.run_dir or str(Path(session.config.checkpoint.dir).expanduser())
+        folder = view.run_dir or str(Path(session.checkpoint_dir).expanduser())
         self.push_screen(SavePanel(default_name(view.run_id, view.epoch, view.step), folder,
                                    send=session.controls.save, paused=view.state == "paused"), self._saved)
 
@@ -307,25 +417,92 @@ class TrainerApp(App[int]):
 
     def _checkpoint_folder(self) -> str:
         if self.session is not None:
-            return self.session.config.checkpoint.dir
+            return self.session.checkpoint_dir
         values = self.setup_screen.values() if self.setup_screen.is_mounted else {}
         return values.get("checkpoint_dir") or self.options.overrides.get("checkpoint.dir") or "checkpoints"
 
     def _load_chosen(self, choice: LoadChoice | None) -> None:
         if choice is None:
             return
+        if self.launching:
+            self.notify(f"Still starting {self.launching}; try again in a moment.", severity="warning")
+            return
         session = self.session
+        # A detached run's checkpoint goes on detached (as many processes); from setup, as the form says.
+        if session is not None:
+            detached = isinstance(session, RemoteSession)
+            processes = session.view.world_size if detached else 1
+        else:
+            detached, processes = self.setup_screen.detach_wanted(), self.setup_screen.processes
         if session is not None and session.active:
             self._set_note(f"saving last.pt, then loading {Path(choice.path).name}")
             session.stop(f"loading {choice.path}")
-            self._after_run = lambda: self._start_loaded(choice)
+            self._after_run = lambda: self._start_loaded(choice, detached, processes)
         else:
-            self._start_loaded(choice)
+            self._start_loaded(choice, detached, processes)
 
-    def _start_loaded(self, choice: LoadChoice) -> None:
+    def _start_loaded(self, choice: LoadChoice, detached: bool = False, processes: int = 1) -> None:
         self._from_setup = False
+        if detached:
+            # Detached runs have no start-paused option: a pause goes out first thing after attaching.
+            self.launch(LaunchOptions(resume=choice.path, detach=True, processes=processes), paused=True,
+                        what=Path(choice.path).name)
+            return
         self.start_run(choice.config, resume_from=choice.path, start_paused=True)
         self.notify("Loaded; the run waits paused: space starts it.", timeout=4)
+
+    def action_runs(self) -> None:
+        if isinstance(self.screen, RunsPanel):
+            return
+        attached = self.session.run_dir if isinstance(self.session, RemoteSession) and self.session.active else None
+        self.push_screen(RunsPanel(self._checkpoint_folder(), attached), self._run_chosen)
+
+    def _run_chosen(self, choice: RunChoice | None) -> None:
+        if choice is None:
+            return
+        info = choice.info
+        if choice.action != ATTACH:
+            self.push_screen(LoadPanel(info.run_dir), self._load_chosen)
+            return
+        session = self.session
+        if session is None or not session.active:
+            self.attach_run(info.run_dir)
+        elif isinstance(session, RemoteSession):
+            session.detach()  # the current detached run goes on; attach once its relay has ended
+            self._after_run = lambda: self.attach_run(info.run_dir)
+        else:
+            def answered(yes: bool | None) -> None:
+                if yes and session.active:
+                    self._set_note(f"saving last.pt, then attaching to {info.run_id}")
+                    session.stop(f"attaching to {info.run_id}")
+                    self._after_run = lambda: self.attach_run(info.run_dir)
+                elif yes:
+                    self.attach_run(info.run_dir)
+
+            self.push_screen(ConfirmModal(f"Save this run to last.pt, stop it and attach to {info.run_id}?",
+                                          confirm="Stop and attach"), answered)
+
+    def action_detach(self) -> None:
+        session = self.session
+        if session is None or not session.active:
+            self.notify("Not attached to a run: nothing to detach from.", severity="warning", timeout=3)
+            return
+        if not isinstance(session, RemoteSession):
+            self.notify("This run trains inside the app and ends with it: it cannot be detached. To train in the "
+                        "background, turn on Detach on the setup screen (or start with --detach).",
+                        title="Not a detached run", severity="warning", timeout=8)
+            return
+        session.detach()
+        self._after_run = lambda: self._detached(session)
+
+    def _detached(self, session: RemoteSession) -> None:
+        hint = attach_command(session.run_dir)
+        if self.options.attach:
+            self.exit(self.exit_code)
+            return
+        self._back_to_setup()
+        self.notify(f"Detached: run {session.run_id} goes on in the background. Attach again with `{hint}`, "
+                    "or r.", timeout=8)
 
     def action_tweak(self) -> None:
         session = self._active_session("tweak")
@@ -335,7 +512,7 @@ class TrainerApp(App[int]):
         if not view.run_id:
             self.notify("The run is still starting.", severity="warning", timeout=3)
             return
-        self.push_screen(TweakPanel(view.optimizer_name or session.config.optimizer.name,
+        self.push_screen(TweakPanel(view.optimizer_name,
                                     dict(view.hyperparameters), view.step), self._tweaked)
 
     def _tweaked(self, changes: dict[str, float] | None) -> None:
@@ -349,6 +526,22 @@ class TrainerApp(App[int]):
         session = self.session
         if session is None or not session.active:
             self._back_to_setup()
+            return
+        if isinstance(session, RemoteSession):
+            def chose(choice: str | None) -> None:
+                if choice is None or not session.active:
+                    if choice is not None:
+                        self._back_to_setup()
+                    return
+                if choice == SAVE_AND_STOP:
+                    self._set_note("saving last.pt, then back to setup")
+                    session.stop("new run")
+                else:
+                    session.detach()
+                self._after_run = self._back_to_setup
+
+            self.push_screen(LeaveModal(f"Run {session.run_id} trains in the background. Set up a new run and "
+                                        "leave it running, or save and stop it first?"), chose)
             return
 
         def answered(yes: bool | None) -> None:
@@ -370,18 +563,30 @@ class TrainerApp(App[int]):
         if session is None or not session.active:
             self.exit(self.exit_code)
             return
-        if isinstance(self.screen, ConfirmModal) and self.screen.id == "quit-confirm":
-            self.screen.dismiss(True)
+        if isinstance(self.screen, (ConfirmModal, LeaveModal)) and self.screen.id == "quit-confirm":
+            self.screen.dismiss(True if isinstance(self.screen, ConfirmModal) else LEAVE_RUNNING)
+            return
+        if isinstance(session, RemoteSession):
+            leave = LeaveModal(f"Quit and leave run {session.run_id} training in the background, or save it to "
+                               "last.pt and stop it?")
+            leave.id = "quit-confirm"
+            self.push_screen(leave, lambda choice: self.leave("quit", stop=choice == SAVE_AND_STOP)
+                             if choice else None)
             return
         modal = ConfirmModal("A run is training. Save it to last.pt, stop it and quit?", confirm="Save and quit")
         modal.id = "quit-confirm"
         self.push_screen(modal, lambda yes: self.leave("quit") if yes else None)
 
-    def leave(self, reason: str) -> None:
-        """Save a training run to last.pt and exit once it is written (or after the grace period)."""
+    def leave(self, reason: str, stop: bool = False) -> None:
+        """Save a training run to last.pt and exit once it is written (or after the grace period). A
+        detached run is left training, unless `stop`."""
         self.leaving = True
         session = self.session
         if session is None or not session.active:
+            self.exit(self.exit_code)
+            return
+        if isinstance(session, RemoteSession) and not stop:
+            session.detach()
             self.exit(self.exit_code)
             return
         if not session.training.is_set():
@@ -395,15 +600,17 @@ class TrainerApp(App[int]):
         self.set_timer(self.exit_grace_s, lambda: self.exit(self.exit_code))
 
     def on_signal(self, signum: int) -> None:
-        """SIGTERM, SIGHUP or SIGINT (in the app's thread): save and leave without asking."""
+        """SIGTERM, SIGHUP or SIGINT (in the app's thread): leave without asking (a run in this process
+        is saved first; a detached run goes on)."""
         self.exit_code = 128 + signum
         self.leave(signal.Signals(signum).name)
 
     def request_leave(self, signum: int) -> None:
-        """From another thread: stop every run (each saves last.pt) and ask the app to leave."""
+        """From another thread: stop every run of this process (each saves last.pt), let go of detached
+        ones (they go on training), and ask the app to leave."""
         self.exit_code = 128 + signum
         for session in list(self.sessions):
-            session.stop(signal.Signals(signum).name)
+            session.let_go(signal.Signals(signum).name)
         loop = self._loop
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is already closed
@@ -432,22 +639,26 @@ class TrainerApp(App[int]):
             yield SystemCommand("Live tweaks", "Change learning rate, weight decay, momentum (e)",
                                 self.action_tweak)
             yield SystemCommand("New run", "Save and stop this run, back to setup (n)", self.action_new_run)
+            yield SystemCommand("Detach", "Leave a detached run training in the background, close its view (d)",
+                                self.action_detach)
         if isinstance(screen, SetupScreen):
             yield SystemCommand("Start training", "Start a run with the form's settings (ctrl+r)",
                                 screen.action_start)
         yield SystemCommand("Load checkpoint", "Restore a saved run; it waits paused (l)", self.action_load)
+        yield SystemCommand("Runs", "The runs of the checkpoint folder; attach to a live one (r)", self.action_runs)
         yield SystemCommand("Keys", "Every key of this screen (?)", self.action_help)
         yield from (command for command in super().get_system_commands(screen) if command.title != "Keys")
 
     # ------------------------------------------------------------ leaving
 
     def wait_for_training(self, timeout_s: float) -> bool:
-        """After the app has exited: stop any run still training (saving last.pt) and wait for its
-        thread, at most timeout_s. True when no training thread is left."""
+        """After the app has exited: stop any run still training in this process (saving last.pt), let
+        go of detached ones, and wait for their threads, at most timeout_s. True when none is left."""
         remaining = [session for session in self.sessions if session.active]
         for session in remaining:
-            session.stop("exit")
-        return all(session.finished.wait(timeout_s if session.training.is_set() else min(timeout_s, SETUP_WAIT_S))
+            session.let_go("exit")
+        return all(session.finished.wait(timeout_s if session.training.is_set() or session.remote
+                                         else min(timeout_s, SETUP_WAIT_S))
                    for session in remaining)
 
 
@@ -481,8 +692,11 @@ def run_app(options: LaunchOptions) -> int:
     with leave_on_signals(app):
         try:
             app.run(loop=loop)
+            if app.launching:
+                _say(f"tui-trainer: {app.launching} is still starting; it goes on in the background "
+                     "(`tui-trainer runs` lists it)")
         finally:
-            if any(session.active for session in app.sessions):
+            if any(session.active and not session.remote for session in app.sessions):
                 _say("tui-trainer: saving the run to last.pt ...")
             if not app.wait_for_training(EXIT_GRACE_S):
                 _say("tui-trainer: the training thread did not end; leaving without it")
@@ -491,11 +705,18 @@ def run_app(options: LaunchOptions) -> int:
             with contextlib.suppress(Exception):
                 loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
+    going_on: dict[str, str] = {}
     for session in app.sessions:
         result = session.result
         if result is not None and result.checkpoint:
-            _say(f"{session.view.run_id or session.config.name}: {result.state} at epoch {result.epoch}, "
+            _say(f"{session.view.run_id or session.name}: {result.state} at epoch {result.epoch}, "
                  f"step {result.step:,}; last checkpoint {result.checkpoint}")
+        elif isinstance(session, RemoteSession) and session.detached and result is None and session.ending is None:
+            going_on[session.run_dir] = session.run_id
+    for info in app.unattached:
+        going_on[info.run_dir] = info.run_id
+    for run_dir, run_id in going_on.items():
+        _say(f"{run_id}: goes on in the background; attach with `{attach_command(run_dir)}`")
     return app.exit_code if app.return_code in (None, 0) else app.return_code
 
 

@@ -31,6 +31,8 @@ CUSTOM_MODEL = "(import)"
 """The model choice of a preset whose model is its own factory (`import: package.module:factory`)."""
 GENERAL = ""
 """The errors key for a problem no single field owns."""
+MAX_PROCESSES = 1024
+"""As the command line's --processes allows."""
 
 
 def field_for(path: str) -> str:
@@ -121,6 +123,18 @@ def check(base: dict[str, Any], values: dict[str, str], train_size: int | None =
                                        f"training set ({train_size} samples)")
     result.config = config if not result.errors else None
     return result
+
+
+def check_processes(text: str) -> tuple[int | None, str]:
+    """The Processes field: how many data-parallel processes (torchrun) the run uses, or why not."""
+    allowed = f"allowed: a whole number from 1 to {MAX_PROCESSES}"
+    try:
+        value = int(text.strip())
+    except ValueError:
+        return None, f"processes: not a whole number; given {text.strip()!r}; {allowed}"
+    if not 1 <= value <= MAX_PROCESSES:
+        return None, f"processes: given {value}; {allowed}"
+    return value, ""
 
 
 def sizing_key(config: RunConfig) -> tuple[str, str, float | None, int] | None:

@@ -71,3 +71,15 @@ def bar(fraction: float | None, width: int) -> str:
         return "·" * width
     filled = round(max(0.0, min(1.0, fraction)) * width)
     return "█" * filled + "░" * (width - filled)
+
+
+def when(timestamp: float) -> str:
+    """Time of day for today's moments, the date and time for older ones; n/a for none."""
+    import time
+
+    if not timestamp:
+        return NOT_AVAILABLE
+    moment = time.localtime(timestamp)
+    today = time.localtime()
+    same_day = (moment.tm_year, moment.tm_yday) == (today.tm_year, today.tm_yday)
+    return time.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M", moment)

@@ -25,8 +25,11 @@ from tui_trainer.engine.events import (
     Warning,
 )
 from tui_trainer.engine.metrics import Series
+from tui_trainer.engine.runinfo import LIVE_STATES
 from tui_trainer.ui import format as fmt
 
+ENDED_STATES = (*FINAL_STATES, "lost", "detached")
+"""States after which the view hears nothing more of the run (lost and detached: a detached run's)."""
 SERIES_POINTS = 1024
 SMOOTHING = 0.6
 MAX_TWEAK_MARKS = 50
@@ -66,6 +69,7 @@ class RunView:
     device: str = ""
     device_name: str = ""
     parameters: int = 0
+    world_size: int = 1
     state: str = "starting"
     reason: str = ""
     epoch: int = 0
@@ -111,7 +115,7 @@ class RunView:
 
     @property
     def active(self) -> bool:
-        return self.state not in FINAL_STATES
+        return self.state not in ENDED_STATES
 
     @property
     def optimizer_name(self) -> str:
@@ -129,6 +133,7 @@ class RunView:
         self.task, self.run_id, self.run_dir, self.preset = event.task, event.run_id, event.run_dir, event.preset
         self.model, self.device, self.device_name = event.model, event.device, event.device_name
         self.parameters, self.epochs, self.total_steps = event.parameters, event.epochs, event.total_steps
+        self.world_size = event.world_size
         self.steps_per_epoch, self.epoch, self.step = event.steps_per_epoch, event.start_epoch, event.start_step
         self.epoch_step = max(0, event.start_step - (event.start_epoch - 1) * event.steps_per_epoch)
         optimizer = event.config.get("optimizer", {})
@@ -137,8 +142,9 @@ class RunView:
         self.hyperparameters["lr"] = event.lr
         for record in event.history:
             self._replay(record)
+        where = event.device_name if event.world_size == 1 else f"{event.world_size} processes ({event.device_name})"
         line = (f"Run {event.run_id}: {event.preset}, {event.model} ({event.parameters:,} parameters) on "
-                f"{event.device_name}; {event.train_samples:,} training and {event.val_samples:,} validation "
+                f"{where}; {event.train_samples:,} training and {event.val_samples:,} validation "
                 f"samples, {event.epochs} epochs of {event.steps_per_epoch} steps")
         lines = [LogLine(line)]
         if event.start_step:
@@ -255,6 +261,30 @@ class RunView:
         if event.message:
             text += f"; {event.message}"
         return [LogLine(text, "error" if event.state == "failed" else "good")]
+
+
+    def connection_ended(self, state: str, reason: str = "", exit_status: str | None = None,
+                         last_checkpoint: str | None = None) -> list[LogLine]:
+        """A detached run's socket closed without a RunFinished: show what its run.json says (lost, with
+        the exit status; or a final state the socket did not deliver)."""
+        self.state, self.eta_s = state, None
+        self.reason = exit_status or reason
+        self.last_checkpoint = last_checkpoint or self.last_checkpoint
+        checkpoint = f"; last checkpoint: {self.last_checkpoint}" if self.last_checkpoint else "; no checkpoint"
+        if state == "lost":
+            why = f"the engine process {exit_status}" if exit_status else (reason or "its process is gone")
+            return [LogLine(f"Run lost at step {self.step:,}: {why}{checkpoint}", "error")]
+        if state in LIVE_STATES:
+            return [LogLine(f"The connection to the run closed; it is still {state} (r lists runs to attach again)",
+                            "warning")]
+        detail = f": {reason}" if reason else ""
+        return [LogLine(f"Run {state} at step {self.step:,}{detail}{checkpoint}",
+                        "error" if state == "failed" else "info")]
+
+    def detached_from(self) -> list[LogLine]:
+        """The app let go of a detached run: it trains on without this view."""
+        self.state, self.eta_s = "detached", None
+        return [LogLine(f"Detached at step {self.step:,}: the run goes on in the background", "good")]
 
 
 _HANDLERS = {

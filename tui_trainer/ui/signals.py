@@ -1,4 +1,5 @@
-"""Leaving on SIGTERM, SIGHUP and SIGINT: save the run to last.pt, restore the terminal, exit.
+"""Leaving on SIGTERM, SIGHUP and SIGINT: save a run of this process to last.pt (a detached run the app
+is attached to is let go of and keeps training), restore the terminal, exit.
 
 Textual installs no handler for these. The handlers go in with `signal.signal`, not the event loop's
 `add_signal_handler`, so they run even when the loop is stuck: after SIGHUP the terminal is gone and
@@ -29,7 +30,8 @@ class Leaving(Protocol):
     exit_grace_s: float
 
     def request_leave(self, signum: int) -> None:
-        """From another thread: stop and save every run, and ask the app to exit."""
+        """From another thread: stop and save every run of this process, let go of detached runs (they
+        go on training), and ask the app to exit."""
         ...
 
     def wait_for_training(self, timeout_s: float) -> bool: ...

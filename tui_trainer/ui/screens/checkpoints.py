@@ -8,7 +8,6 @@ checkpoints of a folder, newest first; a file that cannot be loaded says why in 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,22 +251,10 @@ class LoadPanel(ModalScreen[LoadChoice | None]):
 
 def _row(info: CheckpointInfo) -> tuple[str, ...]:
     name = Path(info.path).name
-    when, size = _when(info.saved_at), fmt.size(info.size_bytes)
+    when, size = fmt.when(info.saved_at), fmt.size(info.size_bytes)
     if info.error:
         return (name, "", "", "unreadable", "", when, size, info.run_id, "")
     metric = info.val_accuracy if info.val_accuracy is not None else info.val_r2
     metric_text = fmt.percent(metric) if info.val_accuracy is not None else fmt.number(metric, 3)
     return (name, str(info.epoch), f"{info.step:,}", fmt.number(info.val_loss), metric_text, when, size,
             info.run_id, info.preset)
-
-
-def _when(timestamp: float) -> str:
-    """Time of day for today's files, the date and time for older ones."""
-    if not timestamp:
-        return fmt.NOT_AVAILABLE
-    moment = time.localtime(timestamp)
-    today = time.localtime()
-    same_day = (moment.tm_year, moment.tm_yday) == (today.tm_year, today.tm_yday)
-    return time.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M", moment)
-
-

@@ -27,6 +27,10 @@ class DashboardScreen(Screen[None]):
         Binding("l", "app.load", "Load", tooltip="Load a checkpoint; this run is saved and stopped first"),
         Binding("e", "app.tweak", "Tweak", tooltip="Change learning rate, weight decay, momentum live"),
         Binding("n", "app.new_run", "New run", tooltip="Save and stop this run, back to the setup screen"),
+        Binding("d", "app.detach", "Detach",
+                tooltip="Detached runs: leave the run training in the background and close its view"),
+        Binding("r", "app.runs", "Runs", show=False,
+                tooltip="The runs of the checkpoint folder; attach to a live one"),
         Binding("q", "app.quit", "Quit", show=False, tooltip="Quit (the run is saved to last.pt first)"),
         Binding("question_mark", "app.help", "Keys", key_display="?", tooltip="Every key"),
     ]

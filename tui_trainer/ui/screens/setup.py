@@ -1,4 +1,5 @@
-"""The setup screen: a preset list beside a form that edits the run's config.
+"""The setup screen: a preset list beside a form that edits the run's config, and where it trains (in
+the app, or detached in a background process, under torchrun with more than one process).
 
 Nothing here imports torch at import time. After the first frame a thread worker imports it and lists
 this machine's devices; another counts the training samples of the chosen data, so that a batch size
@@ -16,7 +17,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, OptionList, Select, Static
+from textual.widgets import Button, Footer, Input, Label, OptionList, Select, Static, Switch
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
@@ -53,6 +54,10 @@ INITIAL_CHOICES: dict[str, list[tuple[str, str]]] = {
     "precision": [(name, name) for name in form.PRECISIONS],
 }
 START_HINT = "Start (ctrl+r)"
+LAUNCHING_HINT = "Starting in the background ..."
+DETACH_HINTS = {False: "off: trains inside this app", True: "on: trains in a background process that outlives the app"}
+"""The switch's state in words too, so that it reads without colour."""
+TORCHRUN_HINT = "on: {n} processes under torchrun, in the background"
 
 
 def device_label(device: DeviceInfo) -> str:
@@ -66,27 +71,35 @@ class SetupScreen(Screen[None]):
     BINDINGS = [
         Binding("ctrl+r", "start", "Start", priority=True, tooltip="Start training (from any field)"),
         Binding("l", "app.load", "Load checkpoint", tooltip="Load a checkpoint; it waits paused on the dashboard"),
+        Binding("r", "app.runs", "Runs", tooltip="The runs of the checkpoint folder; attach to a live one"),
         Binding("question_mark", "app.help", "Keys", key_display="?", tooltip="Every key"),
         Binding("q", "app.quit", "Quit", show=False, tooltip="Quit (outside a text field)"),
     ]
     HELP_EXTRA = [
         ("tab, shift+tab", "Next, previous field"),
         ("up down, enter", "Move in the preset list; enter chooses a preset (fills the form)"),
+        ("space on Detach", "Train in a background process that outlives the app (d on the dashboard "
+                            "detaches; `tui-trainer attach` comes back)"),
         ("enter on Start", "Start training"),
     ]
 
     class RunConfigured(Message):
         """The form is valid and the user asked to start."""
 
-        def __init__(self, config: RunConfig) -> None:
+        def __init__(self, config: RunConfig, launch: LaunchOptions | None = None) -> None:
             super().__init__()
             self.config = config
+            self.launch = launch
+            """How to start it detached (the Detach switch, or more than one process); None: in the app."""
 
     def __init__(self, options: LaunchOptions) -> None:
         super().__init__(id="setup")
         self.options = options
         self.entries: dict[str, presets.PresetEntry] = {}
         self.preset_name: str | None = None
+        self.preset_source: str | None = None
+        """The chosen preset as presets.load finds it (a shipped name or a file's path)."""
+        self.processes = max(1, options.processes)
         self.base: dict[str, Any] | None = None
         """The chosen preset's raw dict with the command line's overrides."""
         self.base_config: RunConfig | None = None
@@ -115,6 +128,15 @@ class SetupScreen(Screen[None]):
                         else:
                             yield Input(id=name, compact=True)
                     yield Static("", id=f"error-{name}", classes="field-error")
+                with Horizontal(classes="field", id="field-detach"):
+                    yield Label("Detach", classes="field-label")
+                    yield Switch(self.options.detach or self.processes > 1, id="detach", animate=False)
+                    yield Static(DETACH_HINTS[self.options.detach or self.processes > 1], id="detach-hint",
+                                 classes="field-hint")
+                with Horizontal(classes="field", id="field-processes"):
+                    yield Label("Processes", classes="field-label")
+                    yield Input(str(self.processes), id="processes", compact=True)
+                yield Static("", id="error-processes", classes="field-error")
                 yield Static("", id="form-error", classes="field-error")
                 yield Button(START_HINT, id="start", variant="primary")
         yield Footer()
@@ -191,9 +213,9 @@ class SetupScreen(Screen[None]):
         """Fill the form from a preset (with the command line's overrides on top)."""
         self.preset_name = name
         self.start_error = None
+        self.preset_source = str(self.entries[name].path) if name in self.entries else name
         try:
-            path, raw = presets.load(str(self.entries[name].path) if name in self.entries else name,
-                                     self.options.presets_dir)
+            path, raw = presets.load(self.preset_source, self.options.presets_dir)
             raw.setdefault("name", name)
             base = apply_overrides(raw, self.options.overrides, source=str(path))
             config = config_from_dict(base, source=str(path))
@@ -240,6 +262,7 @@ class SetupScreen(Screen[None]):
 
     @on(Input.Changed)
     @on(Select.Changed)
+    @on(Switch.Changed)
     def _edited(self, event: Message) -> None:
         self.start_error = None
         self.validate()
@@ -260,8 +283,14 @@ class SetupScreen(Screen[None]):
         if self.start_error is not None:
             result.errors.setdefault(form.field_for(self.start_error.path), str(self.start_error))
             result.config = None
+        processes, problem = form.check_processes(self.query_one("#processes", Input).value)
+        self.processes = processes or 1
+        if problem:
+            result.errors["processes"] = problem
+            result.config = None
+        self._show_detach()
         self.check_result = result
-        for name in form.FIELDS:
+        for name in (*form.FIELDS, "processes"):
             self._flag(name, result.errors.get(name, ""))
         self._general_error(result.errors.get(form.GENERAL, ""))
         if key is not None and key not in self.train_sizes and key not in self.sizing:
@@ -303,12 +332,41 @@ class SetupScreen(Screen[None]):
             problems = len(result.errors) or 1
             self.notify(f"Not started: fix the {problems} marked field{'s' if problems > 1 else ''} first.",
                         severity="error", timeout=4)
-            for name in form.FIELDS:
+            for name in (*form.FIELDS, "processes"):
                 if name in result.errors:
                     self.query_one(f"#{name}").focus()
                     break
             return
-        self.post_message(self.RunConfigured(result.config))
+        launch = None
+        if self.detach_wanted():
+            # The form's whole config goes as overrides on its preset, so the engine runs exactly this.
+            launch = LaunchOptions(preset=self.preset_source, presets_dir=self.options.presets_dir,
+                                   overrides=result.config.to_dict(), detach=True, processes=self.processes)
+        self.post_message(self.RunConfigured(result.config, launch))
+
+    # ------------------------------------------------------------ detached runs
+
+    def detach_wanted(self) -> bool:
+        """Start detached: the switch is on, or more than one process is asked for (torchrun)."""
+        if not self.is_mounted:
+            return self.options.detach or self.processes > 1
+        return self.query_one("#detach", Switch).value or self.processes > 1
+
+    def _show_detach(self) -> None:
+        switch = self.query_one("#detach", Switch)
+        many = self.processes > 1
+        if many and not switch.value:
+            switch.value = True
+        switch.disabled = many
+        hint = TORCHRUN_HINT.format(n=self.processes) if many else DETACH_HINTS[switch.value]
+        self.query_one("#detach-hint", Static).update(hint)
+
+    def show_launching(self, busy: bool) -> None:
+        """A detached run is being started: the Start button says so and waits."""
+        if self.is_mounted:
+            button = self.query_one("#start", Button)
+            button.label = LAUNCHING_HINT if busy else START_HINT
+            button.disabled = busy
 
     def start_when_ready(self) -> None:
         """--start: start as soon as the form holds a valid config (at once when it already does)."""

@@ -1,5 +1,6 @@
 """The device panel: a memory gauge per GPU in use (torch.cuda and NVML figures), or the process's
-memory and CPU use without one. Any figure a machine cannot give reads "n/a"."""
+memory and CPU use without one. A torchrun run sends one entry per rank, in rank order: one gauge
+each, labelled with the rank and its device. Any figure a machine cannot give reads "n/a"."""
 
 from __future__ import annotations
 
@@ -34,8 +35,12 @@ class DevicePanel(Widget):
             return Text("waiting for the run to start", component_style(self, "gauge--label"))
         width = max(10, self.size.width)
         lines: list[Text] = []
-        for sample in self.samples:
-            lines += self._gpu(sample, width) if sample.device.startswith("cuda") else self._host(sample, width)
+        gpus = [sample for sample in self.samples if sample.device.startswith("cuda")]
+        if len(gpus) > 1:
+            lines = self._ranks(gpus, width, max(1, self.size.height))
+        else:
+            for sample in self.samples:
+                lines += self._gpu(sample, width) if sample.device.startswith("cuda") else self._host(sample, width)
         for line in lines:
             line.truncate(width, overflow="ellipsis")
         return Text("\n").join(lines)
@@ -73,6 +78,27 @@ class DevicePanel(Widget):
             Text.assemble(self._label("all procs "), _gib(sample.memory_used_all_processes_bytes), " GiB"),
             Text.assemble(self._label("util "), utilization, self._label("  temp "), temperature),
         ]
+
+
+    def _ranks(self, samples: list[DeviceSample], width: int, height: int) -> list[Text]:
+        """One gauge per rank: two lines each where they fit (name, then bar and figures), else one."""
+        lines = [Text.assemble(self._label(f"{len(samples)} ranks · GiB reserved/total"))]
+        roomy = 1 + 2 * len(samples) <= height
+        for rank, sample in enumerate(samples):
+            total, reserved = sample.memory_total_bytes, sample.memory_reserved_bytes
+            fraction = reserved / total if reserved is not None and total else None
+            figures = f" {_gib(reserved)}/{_gib(total)}"
+            if roomy:
+                utilization = ("" if sample.utilization_percent is None
+                               else f" {sample.utilization_percent:.0f}%")
+                lines.append(Text.assemble(self._label(f"rank {rank} "), f"{sample.device} {sample.name}"))
+                lines.append(Text.assemble(self._bar(fraction, width - len(figures) - len(utilization)), figures,
+                                           self._label(utilization)))
+            else:
+                label = f"{rank} {sample.device} "
+                lines.append(Text.assemble(self._label(label), self._bar(fraction, width - len(label) - len(figures)),
+                                           figures))
+        return lines
 
 
 def _cores() -> int:

@@ -19,6 +19,8 @@ STATE_LABELS = {
     "finished": "Finished",
     "stopped": "Stopped",
     "failed": "Failed",
+    "lost": "Lost",
+    "detached": "Detached",
 }
 STATE_CLASSES = tuple(f"-{state}" for state in STATE_LABELS)
 
@@ -56,6 +58,8 @@ class StatusBar(Widget):
         details = f"  {view.preset} · {view.model or view.config.get('model', {}).get('name', '')}"
         if view.device_name:
             details += f" · {view.device_name}"
+        if view.world_size > 1:
+            details += f" · {view.world_size} processes"
         head.append(details, label_style)
         if self.note:
             head.append(f"  {self.note}", label_style)

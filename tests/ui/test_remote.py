@@ -1,0 +1,282 @@
+"""The app on a detached run: attach draws the whole history then follows it live; the dashboard's keys
+steer it through the socket (pause, resume, live lr, save); d, quitting and a dropped terminal leave it
+training; a re-attach shows no gap; the runs panel attaches; quitting can also save and stop it.
+
+The tests of this module share one detached run, in order; the last one stops it."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import pty
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Input, Static
+
+from tests.ui.conftest import driving, make_app, press, wait_for
+from tests.ui.remote_helpers import app_with, attach_app, cleaned, launch, records, state, wait_until
+from tui_trainer.engine.events import Progress, RunStarted
+from tui_trainer.ui.remote_session import RemoteSession
+from tui_trainer.ui.screens.checkpoints import LoadPanel, SavePanel
+from tui_trainer.ui.screens.dashboard import DashboardScreen
+from tui_trainer.ui.screens.leave import LeaveModal
+from tui_trainer.ui.screens.runs import RunsPanel
+from tui_trainer.ui.screens.setup import SetupScreen
+from tui_trainer.ui.screens.tweaks import TweakPanel
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("remote") / "checkpoints"
+    with cleaned(folder):
+        yield launch(folder)
+
+
+@pytest.fixture
+def seen(monkeypatch):
+    """Every event the app's relay thread received, in order."""
+    events = []
+    relay = RemoteSession.on_event
+
+    def spy(self, event):
+        events.append(event)
+        relay(self, event)
+
+    monkeypatch.setattr(RemoteSession, "on_event", spy)
+    return events
+
+
+def log_text(app) -> str:
+    return "\n".join(app.dashboard.log_view.texts)
+
+
+def status_text(app) -> str:
+    return str(app.dashboard.status.render())
+
+
+async def attached(app, pilot) -> RemoteSession:
+    await wait_for(pilot, lambda: app.session is not None and app.session.view.run_id, "the run's history")
+    assert isinstance(app.session, RemoteSession) and isinstance(app.screen, DashboardScreen)
+    return app.session
+
+
+async def test_attach_draws_the_history_then_follows_and_steers_the_run(shared):
+    run_dir = shared.run_dir
+    wait_until(lambda: len(records(run_dir, "progress")) >= 3, "some history in metrics.jsonl")
+    history = len(records(run_dir, "progress"))
+    app = attach_app(run_dir)
+    async with driving(app) as pilot:
+        session = await attached(app, pilot)
+        view = session.view
+        assert view.loss.count >= history, "the whole history is drawn"
+        assert view.run_id == shared.run_id and view.preset == "iris-linear"
+        step = view.step
+        await wait_for(pilot, lambda: view.step > step, "live steps")
+        await wait_for(pilot, lambda: "Running" in status_text(app), "the running state")
+
+        press(app, "space")
+        await wait_for(pilot, lambda: view.state == "paused" and state(run_dir) == "paused", "the run to pause")
+        paused_at = view.step
+        await pilot.pause(0.4)
+        assert view.step == paused_at and "Paused" in status_text(app)
+
+        press(app, "e")
+        await wait_for(pilot, lambda: isinstance(app.screen, TweakPanel), "the tweak panel")
+        app.screen.query_one("#tweak-lr", Input).value = "0.0123"
+        await pilot.pause(0.05)
+        press(app, "enter")
+        await wait_for(pilot, lambda: any(r["changes"] == {"lr": 0.0123}
+                                          for r in records(run_dir, "hyperparameters_changed")),
+                       "the lr change in the engine's metrics.jsonl")
+        await wait_for(pilot, lambda: "lr 0.1 -> 0.0123" in log_text(app), "the change in the log")
+        assert view.tweaks and view.hyperparameters["lr"] == 0.0123
+
+        press(app, "s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SavePanel), "the save panel")
+        app.screen.query_one("#save-name", Input).value = "remote"
+        await pilot.pause(0.05)
+        press(app, "enter")
+        saved = Path(run_dir) / "remote.pt"
+        await wait_for(pilot, lambda: saved.is_file() and isinstance(app.screen, DashboardScreen), "remote.pt")
+        await wait_for(pilot, lambda: f"Saved manual checkpoint {saved}" in log_text(app), "the save in the log")
+
+        press(app, "space")
+        await wait_for(pilot, lambda: view.state == "running" and state(run_dir) == "running", "the run to resume")
+        await wait_for(pilot, lambda: view.step > paused_at, "steps after resuming")
+
+        press(app, "d")
+        await wait_for(pilot, lambda: not app.is_running, "the app to exit on d")
+    assert session.detached and not session.active
+    assert state(run_dir) == "running"
+    count = len(records(run_dir, "progress"))
+    wait_until(lambda: len(records(run_dir, "progress")) > count + 2, "the run to train on without the app")
+
+
+async def test_reattach_shows_no_gap_and_quitting_leaves_the_run_training(shared, seen):
+    run_dir = shared.run_dir
+    app = attach_app(run_dir)
+    async with driving(app) as pilot:
+        session = await attached(app, pilot)
+        await wait_for(pilot, lambda: len([e for e in seen if isinstance(e, Progress)]) >= 3, "live progress")
+        started = next(event for event in seen if isinstance(event, RunStarted))
+        assert any(record["type"] == "hyperparameters_changed" for record in started.history)
+        steps = [record["step"] for record in started.history if record["type"] == "progress"]
+        steps += [event.step for event in seen if isinstance(event, Progress)]
+        on_disk = [record["step"] for record in records(run_dir, "progress")]
+        assert steps == on_disk[: len(steps)], "history and live events together are every record, in order"
+        await wait_for(pilot, lambda: session.view.loss.count >= len(steps), "every record drawn")
+
+        press(app, "q")
+        await wait_for(pilot, lambda: isinstance(app.screen, LeaveModal) and app.screen.focused, "the question")
+        assert app.screen.focused.id == "leave", "leaving it running is the default"
+        press(app, "enter")
+        await wait_for(pilot, lambda: not app.is_running, "the app to exit")
+    assert state(run_dir) == "running" and not session.active
+
+
+class Terminal:
+    """`tui-trainer attach` in a pseudo-terminal of 100x30, its output read (and dropped) as it comes."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+        env = {**os.environ, "TERM": "xterm-256color"}
+        self.process = subprocess.Popen([sys.executable, "-m", "tui_trainer", *args], stdin=slave, stdout=slave,
+                                        stderr=slave, env=env, cwd=cwd, start_new_session=True,
+                                        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        os.close(slave)
+        self.output = bytearray()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.output += data
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        with contextlib.suppress(OSError):
+            os.close(self.master)
+
+
+@pytest.mark.parametrize("how", ["hang-up", "SIGTERM"])
+def test_a_dropped_terminal_or_sigterm_leaves_the_detached_run_training(shared, tmp_path, how):
+    run_dir = Path(shared.run_dir)
+    terminal = Terminal(["attach", run_dir.name, "--checkpoint-dir", str(run_dir.parent)], tmp_path)
+    try:
+        wait_until(lambda: b"Running" in terminal.output or terminal.process.poll() is not None,
+                   "the dashboard on the run", timeout=60)
+        assert terminal.process.poll() is None, terminal.output.decode(errors="replace")[-2000:]
+        if how == "SIGTERM":
+            terminal.process.send_signal(signal.SIGTERM)
+        else:
+            os.close(terminal.master)  # as when an SSH connection drops: the kernel sends SIGHUP
+        code = terminal.process.wait(timeout=30)
+    finally:
+        terminal.close()
+    assert code == 128 + (signal.SIGTERM if how == "SIGTERM" else signal.SIGHUP)
+    assert state(run_dir) == "running"
+    assert not (run_dir / "last.pt").exists(), "the run was not stopped"
+    if how == "SIGTERM":
+        assert b"goes on in the background" in terminal.output
+
+
+async def test_the_runs_panel_lists_runs_and_enter_attaches(shared):
+    folder = Path(shared.run_dir).parent
+    gone = folder / "iris-linear-gone"
+    gone.mkdir(exist_ok=True)
+    (gone / "run.json").write_text(json.dumps({
+        "run_id": gone.name, "run_dir": str(gone), "preset": "iris-linear", "state": "lost", "pid": 1,
+        "started_at": time.time() + 60, "epoch": 3, "epochs": 10, "step": 24, "detached": True,
+        "attachable": True, "exit_status": "killed by SIGKILL", "last_checkpoint": str(gone / "epoch-0003.pt")}))
+    app = make_app(folder)
+    async with driving(app) as pilot:
+        await wait_for(pilot, lambda: app.setup_screen.base is not None, "the setup screen")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsPanel) and len(app.screen.infos) == 2, "two runs")
+        panel = app.screen
+        table = panel.query_one("#runs-table", DataTable)
+        assert [str(key.value) for key in table.rows] == [str(gone), shared.run_dir], "newest first"
+        assert "lost (killed by SIGKILL)" in table.get_row(str(gone))
+        assert "running" in table.get_row(shared.run_dir)
+        await pilot.press("enter")
+        status = panel.query_one("#runs-status", Static)
+        await wait_for(pilot, lambda: "nothing to attach to" in str(status.render()), "why it cannot be attached")
+        assert "epoch-0003.pt" in str(status.render()) and isinstance(app.screen, RunsPanel)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, LoadPanel), "the load panel on its folder")
+        assert app.screen.folder == str(gone)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), "the setup screen")
+
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsPanel) and app.screen.infos, "the runs")
+        table = app.screen.query_one("#runs-table", DataTable)
+        table.move_cursor(row=table.get_row_index(shared.run_dir))
+        await pilot.press("enter")
+        session = await attached(app, pilot)
+        assert session.run_dir == shared.run_dir
+        step = session.view.step
+        await wait_for(pilot, lambda: session.view.step > step, "live steps")
+        press(app, "d")
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), "back to setup after d")
+        assert session.detached and app.session is None
+    assert state(shared.run_dir) == "running"
+
+
+async def test_new_run_can_leave_the_run_training_and_go_to_setup(shared):
+    app = attach_app(shared.run_dir)
+    async with driving(app) as pilot:
+        session = await attached(app, pilot)
+        press(app, "n")
+        await wait_for(pilot, lambda: isinstance(app.screen, LeaveModal), "the question")
+        press(app, "l")
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), "the setup screen")
+        assert session.detached and not session.active and app.session is None
+        await wait_for(pilot, lambda: app.setup_screen.base is not None, "the form")
+    assert state(shared.run_dir) == "running"
+
+
+async def test_quitting_can_save_and_stop_the_run(shared):
+    run_dir = Path(shared.run_dir)
+    app = attach_app(run_dir)
+    async with driving(app) as pilot:
+        session = await attached(app, pilot)
+        press(app, "ctrl+q")
+        await wait_for(pilot, lambda: isinstance(app.screen, LeaveModal), "the question")
+        press(app, "s")
+        await wait_for(pilot, lambda: not app.is_running, "the app to exit once the run is saved", timeout=30)
+    assert session.result is not None and session.result.state == "stopped"
+    assert session.result.checkpoint == str(run_dir / "last.pt") and (run_dir / "last.pt").is_file()
+    wait_until(lambda: state(run_dir) == "stopped", "run.json to say stopped")
+
+
+async def test_resuming_its_last_pt_detached_continues_in_the_same_folder_paused(shared):
+    run_dir = Path(shared.run_dir)
+    assert state(run_dir) == "stopped", "the run stopped in the test before"
+    app = app_with(resume=str(run_dir / "last.pt"), detach=True)
+    async with driving(app) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.session, RemoteSession) and app.session.view.state == "paused",
+                       "the resumed run, paused", timeout=90)
+        session = app.session
+        assert session.run_dir == str(run_dir), "a run's own last.pt continues in its folder"
+        assert state(run_dir) == "paused" and session.view.loss.count >= len(records(run_dir, "progress")) > 0

@@ -1,0 +1,202 @@
+"""A detached run under the app: its events come from the run's control socket, its commands go back
+over it.
+
+The worker thread only relays: it connects, queues the replay (RunStarted with the whole history, the
+current state), then every live event, and ends when the socket closes. All socket reads happen in that
+thread; the UI thread only sends commands (a short write on a local socket) and may close the socket to
+let go of the run, which keeps training.
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tui_trainer.detached.client import RunClient, RunUnavailable
+from tui_trainer.engine.controls import Command, Controls
+from tui_trainer.engine.events import RunFinished
+from tui_trainer.engine.runinfo import LIVE_STATES, RunInfo, effective_state, read_run_info
+from tui_trainer.ui.run_view import RunView
+from tui_trainer.ui.session import Session
+
+ENDING_WAIT_S = 5.0
+"""After the socket closed without a RunFinished: how long to wait for run.json to say how the run
+ended (the supervisor marks it lost, with the exit status, once the engine process is gone)."""
+POLL_S = 0.1
+
+
+def attach_command(run_dir: str | Path) -> str:
+    """The shell command that attaches to this run again."""
+    path = Path(run_dir)
+    folder, default = path.parent, Path("checkpoints")
+    same = folder == default or folder.resolve() == default.resolve()
+    where = "" if same else f" --checkpoint-dir {shlex.quote(str(folder))}"
+    return f"tui-trainer attach {shlex.quote(path.name)}{where}"
+
+
+class SocketControls(Controls):
+    """Controls whose commands go to a detached run over its socket, so every action that drives a
+    run in this process drives a detached one unchanged. Commands given before the connection is made
+    wait, and go first thing once it is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._client: RunClient | None = None
+        self._closed = False
+
+    def send(self, command: Command) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.send(command)
+            elif not self._closed:
+                super().send(command)
+
+    def connect(self, client: RunClient) -> None:
+        with self._lock:
+            for command in self.drain():
+                client.send(command)
+            self._client = client
+
+    def disconnect(self) -> None:
+        with self._lock:
+            self._client = None
+            self._closed = True
+            self.drain()
+
+
+class RemoteSession(Session):
+    """A detached (or headless) run reached through the control socket in its run folder."""
+
+    remote = True
+
+    def __init__(self, run_dir: str | Path, *, notify: Any, pause: bool = False) -> None:
+        self.run_dir = str(run_dir)
+        known = read_run_info(self.run_dir)
+        view = RunView(run_dir=self.run_dir, preset=known.preset if known else "",
+                       epochs=known.epochs if known else 0, epoch=known.epoch if known else 0,
+                       step=known.step if known else 0, total_steps=known.total_steps if known else 0)
+        super().__init__(view, SocketControls(), notify=notify, paused=pause)
+        if pause:
+            self.controls.pause()
+        self.run_id = known.run_id if known else Path(self.run_dir).name
+        self.engine_pid: int | None = None
+        """The engine's process (rank 0 under torchrun), from the socket's hello."""
+        self.ending: RunInfo | None = None
+        """When the socket closed without a RunFinished: run.json as last read (state lost, exit status)."""
+        self._let_go = threading.Event()
+        self._lock = threading.Lock()
+        self._client: RunClient | None = None
+
+    @property
+    def name(self) -> str:
+        return self.run_id
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return str(Path(self.run_dir).parent)
+
+    @property
+    def detached(self) -> bool:
+        """The app let go of the run (it goes on training)."""
+        return self._let_go.is_set()
+
+    # ------------------------------------------------------------ worker thread
+
+    def run(self) -> RunFinished | None:
+        """Relay the run's events until its socket closes. A run that cannot be reached raises
+        RunUnavailable (a one-line reason)."""
+        thread = threading.current_thread()
+        pool_name, thread.name = thread.name, f"trainer relay {self.run_id}"
+        client: RunClient | None = None
+        try:
+            info = read_run_info(self.run_dir)
+            if info is None:
+                raise RunUnavailable(f"{self.run_dir}: no run.json here (not a run folder)")
+            client = RunClient(info)
+            with self._lock:
+                if self.detached:
+                    return None
+                self._client = client
+            self.engine_pid = client.hello.get("pid") or info.pid
+            self.controls.connect(client)
+            for event in client.initial_events():
+                self.on_event(event)
+            for event in client.events():
+                self.on_event(event)
+                if isinstance(event, RunFinished):
+                    self.result = event
+                    break
+            if self.result is None and not self.detached:
+                self.ending = self._how_it_ended()
+            return self.result
+        finally:
+            self.controls.disconnect()
+            if client is not None:
+                client.close()
+            thread.name = pool_name
+            self._ended()
+
+    def _how_it_ended(self) -> RunInfo | None:
+        deadline = time.monotonic() + ENDING_WAIT_S
+        info = read_run_info(self.run_dir)
+        while info is not None and info.state in LIVE_STATES and time.monotonic() < deadline:
+            if self._let_go.wait(POLL_S):
+                return None
+            info = read_run_info(self.run_dir)
+        if info is not None:
+            info.state = effective_state(info)
+        return info
+
+    # ------------------------------------------------------------ UI thread
+
+    def detach(self) -> None:
+        """Let go of the run: close the socket (the relay ends at once); the run goes on training."""
+        self._let_go.set()
+        with self._lock:
+            client = self._client
+        if client is not None:
+            client.close()
+
+    def let_go(self, reason: str) -> None:
+        """Leaving the app leaves a detached run training."""
+        self.detach()
+
+
+class EngineProcess:
+    """The device panel's process figures, read from the engine's process instead of the app's."""
+
+    def __init__(self, pid: int | None) -> None:
+        self._process: Any = None
+        if pid:
+            try:
+                from tui_trainer.engine.devices import PsutilProcess
+
+                self._process = PsutilProcess(pid)
+            except Exception:  # gone already, or not ours to read: the panel shows n/a
+                self._process = None
+
+    def figures(self) -> dict[str, float | int | None]:
+        return self._process.figures() if self._process is not None else {}
+
+
+class EngineCuda:
+    """GPU names as the engine reported them: the app does not import torch to sample a detached run."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def is_available(self) -> bool:
+        return True
+
+    def device_count(self) -> int:
+        return 1
+
+    def name(self, index: int) -> str:
+        return self._name
+
+    def memory(self, index: int) -> dict[str, int | None]:
+        return {"allocated": None, "reserved": None, "peak": None, "total": None}
