@@ -67,3 +67,44 @@ def run_app_once(config: RunConfig, folder: Path, timeout_s: float = 600.0,
 
 LAST_STATS: dict = {}
 """The last run's extra figures (the UI thread's share of a core while training)."""
+
+
+async def _drive_attached(run_dir: str, timeout_s: float, size: tuple[int, int]) -> dict:
+    from tui_trainer.ui.app import TrainerApp
+
+    app = TrainerApp(LaunchOptions(attach=run_dir))
+    ui_thread = threading.main_thread().native_id
+    async with app.run_test(size=size) as pilot:
+        deadline = time.monotonic() + timeout_s
+        first = None
+        while time.monotonic() < deadline:
+            session = app.session
+            view = session.view if session is not None else None
+            if first is None and view is not None and view.elapsed_s is not None:
+                # The first progress drawn after attaching: the rate is measured from here, by the engine's clock.
+                first = (view.step, view.elapsed_s, time.monotonic(), _thread_cpu_s())
+            if view is not None and view.finished is not None:
+                break
+            await pilot.pause(0.1)
+        ended = (time.monotonic(), _thread_cpu_s())
+        finished = app.session.view.finished if app.session is not None else None
+        if finished is None or first is None or finished.state != "finished":
+            raise RuntimeError("the detached run did not finish under the app")
+        await pilot.pause(0.2)
+    wall = ended[0] - first[2]
+    return {"steps_per_s": (finished.step - first[0]) / (finished.elapsed_s - first[1]),
+            "ui_thread_cpu_fraction": (ended[1].get(ui_thread, 0.0) - first[3].get(ui_thread, 0.0)) / wall}
+
+
+def run_detached_app_once(config: RunConfig, folder: Path, timeout_s: float = 600.0,
+                          size: tuple[int, int] = (120, 40)) -> float:
+    """The same run in a detached engine process, watched by the full app attached to it."""
+    from tui_trainer.detached.launcher import launch_detached
+
+    preset = folder / f"{config.name}.yaml"
+    preset.write_text(dump_yaml(config.to_dict()))
+    info = launch_detached(LaunchOptions(preset=str(preset), detach=True), pause_on_fault=False)
+    stats = asyncio.run(_drive_attached(info.run_dir, timeout_s, size))
+    LAST_STATS.clear()
+    LAST_STATS.update(stats)
+    return stats["steps_per_s"]

@@ -16,8 +16,8 @@ from tui_trainer.config import RunConfig, config_from_dict
 # Two workloads on generated spirals (16,000 training points, so an epoch is a realistic 125 steps): a step
 # of about 1 ms and one of about 20 ms on a quiet 2-core CPU.
 WORKLOADS: dict[str, dict[str, Any]] = {
-    "small": {"hidden": [256, 256], "batch_size": 128, "epochs": 12},
-    "large": {"hidden": [2048, 2048], "batch_size": 128, "epochs": 1},
+    "small": {"hidden": [320, 320], "batch_size": 128, "epochs": 10},
+    "large": {"hidden": [1792, 1792], "batch_size": 128, "epochs": 1},
 }
 
 
