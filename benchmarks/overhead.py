@@ -182,7 +182,7 @@ def main() -> None:
                            "e detached", "c/b", "d/b", "e/b", "c/a")]
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
-        for name in args.workloads.split(","):
+        for name in filter(None, args.workloads.split(",")):
             config = workload_config(name, str(folder / "checkpoints"), epochs=epochs[name])
             runners = {
                 "a_tutorial": lambda config=config: tutorial_loop(config),
