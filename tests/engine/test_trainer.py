@@ -770,7 +770,7 @@ def test_a_failing_save_is_reported_and_training_goes_on(make_config, run_traine
         return real_save(path, payload)
 
     monkeypatch.setattr(checkpoints, "save_checkpoint", full_disk)
-    finished, events, trainer = run_trainer(make_config("iris-linear", epochs=3))
+    finished, events, trainer = run_trainer(make_config("iris-linear", epochs=3, checkpoint={"every_epochs": 1}))
     failed = events.of(CheckpointFailed)
     assert len(failed) == 3 and all("disk is full" in event.message for event in failed)
     assert finished.state == "finished" and finished.step == 24
