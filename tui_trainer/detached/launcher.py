@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from tui_trainer.engine.events import FINAL_STATES
-from tui_trainer.engine.runinfo import SOCKET_FILE, RunInfo, read_run_info, write_run_info
+from tui_trainer.engine.runinfo import SOCKET_FILE, RunInfo, process_alive, read_run_info, write_run_info
 from tui_trainer.launch import LaunchOptions
 
 ENGINE_LOG = "engine.log"
@@ -112,6 +112,9 @@ def supervise(run_dir: Path, engine_command: list[str]) -> int:
     signal.signal(signal.SIGINT, forward)
     returncode = engine.wait()
     info = read_run_info(run_dir)
+    if info is not None and info.pid != engine.pid and process_alive(info.pid, info.process_started_at):
+        # The folder already belongs to a newer engine (its own last.pt resumed in place): leave it alone.
+        return 0 if returncode == 0 else 1
     if info is not None and info.state not in FINAL_STATES:
         info.state = "lost"
         info.exit_status = describe_exit(returncode)
