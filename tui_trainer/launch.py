@@ -30,6 +30,8 @@ class LaunchOptions:
     json: bool = False
     detach: bool = False
     """Train in a background process that outlives the terminal (see tui_trainer.detached)."""
+    start_paused: bool = False
+    """A detached run waits paused before its first step (the app's loads and resumes)."""
     processes: int = 1
     """Detached runs: data-parallel processes under torchrun (more than 1 needs --detach)."""
     attach: str | None = None

@@ -151,7 +151,8 @@ def serve(run_dir: Path, options: LaunchOptions, pause_on_fault: bool) -> int:
         from tui_trainer.engine.trainer import Trainer
 
         trainer = Trainer(config, fan_out(writer, hub.publish), controls=controls, resume_from=options.resume,
-                          run_dir=run_dir, pause_on_fault=pause_on_fault, parallel=parallel)
+                          run_dir=run_dir, pause_on_fault=pause_on_fault, parallel=parallel,
+                          start_paused=options.start_paused)
         result = trainer.run()
     except (ConfigError, CheckpointError, DatasetError, ImportedModelError) as error:
         print(f"tui-trainer: error: {error}", file=sys.stderr, flush=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -186,6 +187,8 @@ class TrainerApp(App[int]):
 
         self.launching = what or "a detached run"
         self._launch_paused = paused
+        if paused:  # the engine itself waits before its first step: nothing trains unwatched meanwhile
+            options = dataclasses.replace(options, start_paused=True)
         self.setup_screen.show_launching(True)
         self._set_note(f"starting {self.launching} in the background")
         self.notify(f"Starting {self.launching} in the background ...", timeout=4)
