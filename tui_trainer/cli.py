@@ -56,6 +56,9 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--detach", action="store_true",
                         help="train in a background process that outlives the terminal (attach with "
                              "`tui-trainer attach`)")
+    parser.add_argument("--in-thread", action="store_true",
+                        help="app: train in a thread of the app's own process instead of an engine process of its "
+                             "own (slower: the UI and training share Python's interpreter lock)")
     parser.add_argument("--resume", metavar="PATH", help="continue from a checkpoint (its config, plus overrides)")
     group = parser.add_argument_group("overrides (each sets one preset field)")
     group.add_argument("--epochs", metavar="N")
@@ -126,7 +129,8 @@ def _launch_options(args: argparse.Namespace):
     from tui_trainer.yaml_io import parse_scalar
 
     options = LaunchOptions(preset=args.preset, presets_dir=args.presets_dir, resume=args.resume,
-                            start=args.start, json=args.json, detach=args.detach, processes=args.processes)
+                            start=args.start, json=args.json, detach=args.detach, processes=args.processes,
+                            in_thread=args.in_thread)
     for flag, key in OVERRIDE_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:
@@ -190,6 +194,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return _fail(f"--processes: given {args.processes}; allowed: 1 to 1024")
     if args.processes > 1 and not args.detach:
         return _fail("--processes goes with --detach (or launch torchrun yourself: see the README)")
+    if args.in_thread and (args.headless or args.detach):
+        return _fail("--in-thread goes with the app alone (not with --headless or --detach)")
     if args.headless and args.detach:
         from tui_trainer.detached.commands import start_detached
 

@@ -36,6 +36,10 @@ class LaunchOptions:
     """Detached runs: data-parallel processes under torchrun (more than 1 needs --detach)."""
     attach: str | None = None
     """The app: the run folder of a detached run to attach to, instead of the setup screen."""
+    owned: bool = False
+    """An engine process the app started for itself: it saves and stops when that app goes away."""
+    in_thread: bool = False
+    """The app trains in a thread of its own process instead of starting an engine process."""
 
 
 def resolve_config(options: LaunchOptions) -> tuple[RunConfig, Path | None]:

@@ -5,6 +5,7 @@ code and no traceback, and the terminal leaves the alternate screen."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -110,3 +111,33 @@ def test_a_signal_in_the_middle_of_a_save_keeps_both_checkpoints(tmp_path, signu
         manual = load_checkpoint(run_dir / name)
         assert manual["meta"]["reason"] == "manual"
         assert 0 < manual["meta"]["step"] <= last["meta"]["step"]
+
+
+def test_a_killed_app_leaves_a_saved_stopped_run_not_an_orphan(tmp_path):
+    """The app's engine process notices its app is gone (SIGKILL: no handler ran) and saves and stops."""
+    with TALLY.attempt("4 signals", "SIGKILL to the app: its engine process saves and stops"):
+        terminal, run_dir = start(tmp_path)
+        try:
+            engine_pid = json.loads((run_dir / "run.json").read_text())["pid"]
+            assert engine_pid != terminal.process.pid, "the run trains in an engine process of its own"
+            terminal.process.kill()
+            terminal.finish()
+        finally:
+            terminal.close()
+        info = wait_until(lambda: _final(run_dir), "the engine to stop", timeout=60)
+        assert info["state"] == "stopped" and "went away" in info["reason"], info
+        assert load_checkpoint(run_dir / "last.pt")["meta"]["reason"] == "last"
+        wait_until(lambda: not _alive(engine_pid), "the engine process to exit", timeout=30)
+
+
+def _final(run_dir: Path) -> dict | None:
+    info = json.loads((run_dir / "run.json").read_text())
+    return info if info["state"] in ("stopped", "finished", "failed") else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -29,8 +29,12 @@ LONG_RUN = {
 """A tiny run that lasts until the test stops it, without a checkpoint per epoch."""
 
 
-def make_app(folder: Path, preset: str = "iris-linear", start: bool = False, **overrides: Any) -> TrainerApp:
-    options = LaunchOptions(preset=preset, start=start,
+def make_app(folder: Path, preset: str = "iris-linear", start: bool = False, in_thread: bool = True,
+             **overrides: Any) -> TrainerApp:
+    """The app on a preset. The screens and keys behave the same whichever way a run trains; these tests
+    train in the app's thread (--in-thread) by default, which starts in a fraction of the time and lets a
+    test reach into the trainer to inject a fault. test_engine_process.py covers the default engine process."""
+    options = LaunchOptions(preset=preset, start=start, in_thread=in_thread,
                             overrides={"checkpoint.dir": str(folder), **LONG_RUN, **overrides})
     return TrainerApp(options, drain_interval_s=0.05, chart_interval_s=0.2, device_interval_s=0.3,
                       exit_grace_s=20)

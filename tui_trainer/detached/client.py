@@ -68,6 +68,15 @@ class RunClient:
         except OSError:
             return False
 
+    def release(self) -> bool:
+        """Let go of a run this app owns: it goes on training after the connection closes."""
+        try:
+            with self._send_lock:
+                self._socket.sendall(encode({"type": "release"}))
+            return True
+        except OSError:
+            return False
+
     def history(self) -> list[dict[str, Any]]:
         """The metric records written before this client attached, from metrics.jsonl."""
         return read_metrics(Path(self.info.run_dir) / "metrics.jsonl")[: self.hello["records"]]

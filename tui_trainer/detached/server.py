@@ -1,7 +1,12 @@
-"""The engine process of a detached run: a Trainer plus a control socket any number of apps attach to.
+"""The engine process of a run: a Trainer plus a control socket any number of apps attach to.
 
 Events fan out to every attached client (each with its own queue and writer thread, so a slow client never
 slows training); commands from any client go into the one Controls queue, so they apply in order.
+
+A run the app starts in its own engine process (the app's default) is *owned*: the first client to connect
+is the app that started it, and when that connection ends without a `release` message (the app quit, was
+killed, lost its terminal) the run saves last.pt and stops, as a run inside the app would. `release` (the
+app's detach key) turns it into a detached run that goes on by itself.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ from tui_trainer.engine.runinfo import SOCKET_FILE
 from tui_trainer.logs import get_logger
 
 log = get_logger("detached")
+RELEASE = "release"
+"""Client to server: the owner lets go of an owned run; it goes on training by itself."""
+OWNER_WAIT_S = 60.0
+"""An owned run whose app never connects (it died while the engine started) stops after this long."""
 FLUSH_TIMEOUT_S = 2.0
 """At the end of a run: how long the clients' writers get to send the last events (RunFinished) before the
 process exits and takes its daemon threads with it."""
@@ -117,10 +126,15 @@ class EventHub:
 class ControlServer:
     """Listens on <run dir>/control.sock (mode 0600 in a 0700 folder: only the owner gets in)."""
 
-    def __init__(self, run_dir: Path, hub: EventHub, controls: Controls) -> None:
+    def __init__(self, run_dir: Path, hub: EventHub, controls: Controls, *, owned: bool = False,
+                 on_release: Any = None, owner_wait_s: float = OWNER_WAIT_S) -> None:
         self.path = run_dir / SOCKET_FILE
         self.hub = hub
         self.controls = controls
+        self.owned = owned
+        """The run ends with its owner, the first client (see the module's docstring)."""
+        self._owner: Client | None = None
+        self._on_release = on_release
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a stale socket of a run that died in this folder
@@ -134,6 +148,10 @@ class ControlServer:
         self._socket.listen(8)
         self._stopping = False
         threading.Thread(target=self._accept, name="control-accept", daemon=True).start()
+        if owned:
+            timer = threading.Timer(owner_wait_s, self._owner_never_came)
+            timer.daemon = True
+            timer.start()
 
     def _accept(self) -> None:
         while not self._stopping:
@@ -142,17 +160,34 @@ class ControlServer:
             except OSError:
                 return
             client = Client(connection)
+            if self.owned and self._owner is None:
+                self._owner = client
             self.hub.attach(client)
             threading.Thread(target=self._read_commands, args=(client,), name="control-reader", daemon=True).start()
 
     def _read_commands(self, client: Client) -> None:
         for message in read_lines(client.connection):
+            if message.get("type") == RELEASE:
+                self._release()
+                continue
             try:
                 command = command_from_dict(message)
             except (KeyError, TypeError, ValueError):
                 log.warning("ignored a malformed command: %.200r", message)
                 continue
             self.controls.send(command)
+        if self.owned and client is self._owner and not self._stopping:
+            self.controls.stop(save=True, reason="the app that started it went away")
+
+    def _release(self) -> None:
+        if self.owned:
+            self.owned = False
+            if self._on_release is not None:
+                self._on_release()
+
+    def _owner_never_came(self) -> None:
+        if self.owned and self._owner is None and not self._stopping:
+            self.controls.stop(save=True, reason="the app that started it never connected")
 
     def close(self) -> None:
         self._stopping = True

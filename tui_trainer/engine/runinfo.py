@@ -170,6 +170,13 @@ class RunInfoWriter:
             return
         write_run_info(self.info)
 
+    def mark_detached(self) -> None:
+        """An owned run was let go of by its app: from now on it is a detached run (run.json says so at the
+        next event it records)."""
+        self.detached = True
+        if self.info is not None:
+            self.info.detached = True
+
     def mark_exit(self, status: str) -> None:
         if self.info is not None and self.info.state not in FINAL_STATES:
             self.info.state = "lost"

@@ -1,7 +1,9 @@
 """TrainerApp: the screens, the app-wide keys and actions, and the bridge from engine events to widgets.
 
-A run is one session with one thread worker: a Trainer in this process (`RunSession.run()`), or the
-relay of a detached run's socket (`RemoteSession.run()`). Either way its events wait in the session's
+A run is one session with one thread worker: the relay of an engine process's socket (`RemoteSession.run()`:
+by default the app starts an engine process of its own for each run, so training never shares the
+interpreter lock with the UI; or a detached run), or a Trainer in this process (`RunSession.run()`, with
+--in-thread). Either way its events wait in the session's
 queue; the first one after a drain posts one message here, and the app drains the batch at most a few
 times a second, redraws the charts at most once a second and samples the devices every two seconds.
 With nothing new (paused, finished) no timer runs at all. Commands go out through the session's
@@ -112,6 +114,7 @@ class TrainerApp(App[int]):
         self.launching: str | None = None
         """What a detached run being started is (a launch worker is under way), else None."""
         self._launch_paused = False
+        self._launch_owned = False
         self.unattached: list[RunInfo] = []
         """Detached runs this app started but left before attaching to them."""
         self._monitor: DeviceMonitor | None = None
@@ -153,15 +156,21 @@ class TrainerApp(App[int]):
 
     # ------------------------------------------------------------ runs
 
-    def start_run(self, config: RunConfig, *, resume_from: str | None = None, start_paused: bool = False) -> None:
-        """Open the dashboard on a new run and start its training thread."""
+    def start_run(self, config: RunConfig, launch: LaunchOptions, *, resume_from: str | None = None,
+                  start_paused: bool = False) -> None:
+        """Start a run that ends with the app: in an engine process of its own (`launch` says how to build
+        the same config there), or with --in-thread in a training thread of this process."""
+        if not self.options.in_thread:
+            self.launch(dataclasses.replace(launch, detach=False, owned=True, processes=1), paused=start_paused,
+                        what=config.name)
+            return
         session = RunSession(config, notify=self._wake, resume_from=resume_from, start_paused=start_paused)
         self._open(session, "loading data and model" if not resume_from else "restoring the checkpoint",
                    f"Loading {resume_from}" if resume_from else "", f"training {config.name}")
 
-    def attach_run(self, run_dir: str, *, pause: bool = False) -> None:
-        """Open the dashboard on a detached run: its whole history, then live, through its socket."""
-        session = RemoteSession(run_dir, notify=self._wake, pause=pause)
+    def attach_run(self, run_dir: str, *, pause: bool = False, owned: bool = False) -> None:
+        """Open the dashboard on a run in another process: its whole history, then live, through its socket."""
+        session = RemoteSession(run_dir, notify=self._wake, pause=pause, owned=owned)
         self._open(session, f"attaching to {session.run_id}", f"Attaching to {session.run_id}",
                    f"relaying {session.run_id}")
 
@@ -182,16 +191,21 @@ class TrainerApp(App[int]):
                                        exit_on_error=False, description=description)
 
     def launch(self, options: LaunchOptions, *, paused: bool = False, what: str = "") -> None:
-        """Start a detached run in a worker thread (it returns once the engine trains), then attach."""
+        """Start an engine process in a worker thread (it returns once the engine trains), then attach.
+        options.owned: the app's own engine for this run, else a detached run."""
         from tui_trainer.detached.launcher import launch_detached
 
-        self.launching = what or "a detached run"
+        self.launching = what or ("the run" if options.owned else "a detached run")
         self._launch_paused = paused
+        self._launch_owned = options.owned
         if paused:  # the engine itself waits before its first step: nothing trains unwatched meanwhile
             options = dataclasses.replace(options, start_paused=True)
         self.setup_screen.show_launching(True)
-        self._set_note(f"starting {self.launching} in the background")
-        self.notify(f"Starting {self.launching} in the background ...", timeout=4)
+        if options.owned:
+            self._set_note("starting the engine process")
+        else:
+            self._set_note(f"starting {self.launching} in the background")
+            self.notify(f"Starting {self.launching} in the background ...", timeout=4)
         self.run_worker(lambda: launch_detached(options, pause_on_fault=True), thread=True, exit_on_error=False,
                         group="launch", name="launch", description=f"launching {self.launching}")
 
@@ -201,11 +215,18 @@ class TrainerApp(App[int]):
         if state == WorkerState.SUCCESS and worker.result is not None:
             info: RunInfo = worker.result
             if self.leaving:
-                self.unattached.append(info)
+                if self._launch_owned:
+                    stop_engine(info)  # it would stop by itself once it saw no app; nothing to wait for
+                else:
+                    self.unattached.append(info)
                 return
             self._from_setup = False
-            self.attach_run(info.run_dir, pause=self._launch_paused)
+            self.attach_run(info.run_dir, pause=self._launch_paused, owned=self._launch_owned)
             paused = "; it waits paused (space starts it)" if self._launch_paused else ""
+            if self._launch_owned:
+                if paused:
+                    self.notify(f"Loaded{paused}.", timeout=4)
+                return
             self.notify(f"Run {info.run_id} trains in the background (pid {info.pid}){paused}. d detaches; "
                         "quitting asks whether to leave it running.", timeout=6)
         elif state == WorkerState.ERROR and worker.error is not None:
@@ -350,7 +371,10 @@ class TrainerApp(App[int]):
                                         processes=self.options.processes)
                 self.launch(options, paused=not self.options.start, what=Path(self.options.resume or "").name)
                 return
-            self.start_run(worker.result, resume_from=self.options.resume, start_paused=not self.options.start)
+            launch = LaunchOptions(resume=self.options.resume, overrides=self.options.overrides,
+                                   override_sources=self.options.override_sources)
+            self.start_run(worker.result, launch, resume_from=self.options.resume,
+                           start_paused=not self.options.start)
         elif state == WorkerState.ERROR and worker.error is not None:
             self.notify(one_line(worker.error), title="Cannot resume", severity="error", timeout=10)
 
@@ -362,10 +386,10 @@ class TrainerApp(App[int]):
             self.notify(f"Still starting {self.launching}; try again in a moment.", severity="warning")
             return
         self._from_setup = True
-        if message.launch is not None:
+        if message.launch.detach:
             self.launch(message.launch, what=message.config.name)
         else:
-            self.start_run(message.config)
+            self.start_run(message.config, message.launch)
 
     def _back_to_setup(self) -> None:
         while len(self.screen_stack) > 1 and not isinstance(self.screen, SetupScreen):
@@ -433,7 +457,7 @@ class TrainerApp(App[int]):
         session = self.session
         # A detached run's checkpoint goes on detached (as many processes); from setup, as the form says.
         if session is not None:
-            detached = isinstance(session, RemoteSession)
+            detached = isinstance(session, RemoteSession) and not session.owned
             processes = session.view.world_size if detached else 1
         else:
             detached, processes = self.setup_screen.detach_wanted(), self.setup_screen.processes
@@ -451,8 +475,9 @@ class TrainerApp(App[int]):
             self.launch(LaunchOptions(resume=choice.path, detach=True, processes=processes), paused=True,
                         what=Path(choice.path).name)
             return
-        self.start_run(choice.config, resume_from=choice.path, start_paused=True)
-        self.notify("Loaded; the run waits paused: space starts it.", timeout=4)
+        self.start_run(choice.config, LaunchOptions(resume=choice.path), resume_from=choice.path, start_paused=True)
+        if self.options.in_thread:
+            self.notify("Loaded; the run waits paused: space starts it.", timeout=4)
 
     def action_runs(self) -> None:
         if isinstance(self.screen, RunsPanel):
@@ -470,7 +495,7 @@ class TrainerApp(App[int]):
         session = self.session
         if session is None or not session.active:
             self.attach_run(info.run_dir)
-        elif isinstance(session, RemoteSession):
+        elif isinstance(session, RemoteSession) and not session.owned:
             session.detach()  # the current detached run goes on; attach once its relay has ended
             self._after_run = lambda: self.attach_run(info.run_dir)
         else:
@@ -491,11 +516,11 @@ class TrainerApp(App[int]):
             self.notify("Not attached to a run: nothing to detach from.", severity="warning", timeout=3)
             return
         if not isinstance(session, RemoteSession):
-            self.notify("This run trains inside the app and ends with it: it cannot be detached. To train in the "
-                        "background, turn on Detach on the setup screen (or start with --detach).",
+            self.notify("This run trains inside the app (--in-thread) and ends with it: it cannot be detached. To "
+                        "train in the background, start without --in-thread, or turn on Detach on the setup screen.",
                         title="Not a detached run", severity="warning", timeout=8)
             return
-        session.detach()
+        session.detach()  # a run the app owns is released: it goes on by itself
         self._after_run = lambda: self._detached(session)
 
     def _detached(self, session: RemoteSession) -> None:
@@ -530,7 +555,7 @@ class TrainerApp(App[int]):
         if session is None or not session.active:
             self._back_to_setup()
             return
-        if isinstance(session, RemoteSession):
+        if isinstance(session, RemoteSession) and not session.owned:
             def chose(choice: str | None) -> None:
                 if choice is None or not session.active:
                     if choice is not None:
@@ -569,7 +594,7 @@ class TrainerApp(App[int]):
         if isinstance(self.screen, (ConfirmModal, LeaveModal)) and self.screen.id == "quit-confirm":
             self.screen.dismiss(True if isinstance(self.screen, ConfirmModal) else LEAVE_RUNNING)
             return
-        if isinstance(session, RemoteSession):
+        if isinstance(session, RemoteSession) and not session.owned:
             leave = LeaveModal(f"Quit and leave run {session.run_id} training in the background, or save it to "
                                "last.pt and stop it?")
             leave.id = "quit-confirm"
@@ -588,7 +613,7 @@ class TrainerApp(App[int]):
         if session is None or not session.active:
             self.exit(self.exit_code)
             return
-        if isinstance(session, RemoteSession) and not stop:
+        if isinstance(session, RemoteSession) and not session.owned and not stop:
             session.detach()
             self.exit(self.exit_code)
             return
@@ -665,6 +690,15 @@ class TrainerApp(App[int]):
                    for session in remaining)
 
 
+def stop_engine(info: RunInfo) -> None:
+    """Ask an engine process to save and stop (SIGTERM: its handler does both)."""
+    from tui_trainer.engine.runinfo import process_alive
+
+    if process_alive(info.pid, info.process_started_at):
+        with contextlib.suppress(OSError):
+            os.kill(info.pid, signal.SIGTERM)
+
+
 def check_options(options: LaunchOptions) -> str:
     """The command line's preset and overrides, checked before the screen opens; "" when fine."""
     if options.resume:
@@ -699,7 +733,8 @@ def run_app(options: LaunchOptions) -> int:
                 _say(f"tui-trainer: {app.launching} is still starting; it goes on in the background "
                      "(`tui-trainer runs` lists it)")
         finally:
-            if any(session.active and not session.remote for session in app.sessions):
+            if any(session.active and (not session.remote or getattr(session, "owned", False))
+                   for session in app.sessions):
                 _say("tui-trainer: saving the run to last.pt ...")
             if not app.wait_for_training(EXIT_GRACE_S):
                 _say("tui-trainer: the training thread did not end; leaving without it")

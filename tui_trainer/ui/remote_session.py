@@ -69,12 +69,15 @@ class SocketControls(Controls):
 
 
 class RemoteSession(Session):
-    """A detached (or headless) run reached through the control socket in its run folder."""
+    """A run in another process (the app's own engine process, a detached or a headless run), reached
+    through the control socket in its run folder."""
 
     remote = True
 
-    def __init__(self, run_dir: str | Path, *, notify: Any, pause: bool = False) -> None:
+    def __init__(self, run_dir: str | Path, *, notify: Any, pause: bool = False, owned: bool = False) -> None:
         self.run_dir = str(run_dir)
+        self.owned = owned
+        """The app started this engine process for itself: the run ends with the app (saved), unless detached."""
         known = read_run_info(self.run_dir)
         view = RunView(run_dir=self.run_dir, preset=known.preset if known else "",
                        epochs=known.epochs if known else 0, epoch=known.epoch if known else 0,
@@ -88,6 +91,7 @@ class RemoteSession(Session):
         self.ending: RunInfo | None = None
         """When the socket closed without a RunFinished: run.json as last read (state lost, exit status)."""
         self._let_go = threading.Event()
+        self._release_owned = False
         self._lock = threading.Lock()
         self._client: RunClient | None = None
 
@@ -119,6 +123,8 @@ class RemoteSession(Session):
             client = RunClient(info)
             with self._lock:
                 if self.detached:
+                    if self._release_owned:
+                        client.release()  # detached before the connection was made
                     return None
                 self._client = client
             self.engine_pid = client.hello.get("pid") or info.pid
@@ -154,16 +160,23 @@ class RemoteSession(Session):
     # ------------------------------------------------------------ UI thread
 
     def detach(self) -> None:
-        """Let go of the run: close the socket (the relay ends at once); the run goes on training."""
-        self._let_go.set()
+        """Let go of the run: close the socket (the relay ends at once); the run goes on training (a run
+        the app owns is released first, so it does not stop when the socket closes)."""
         with self._lock:
+            self._release_owned, self.owned = self.owned, False
+            self._let_go.set()
             client = self._client
         if client is not None:
+            if self._release_owned:
+                client.release()
             client.close()
 
     def let_go(self, reason: str) -> None:
-        """Leaving the app leaves a detached run training."""
-        self.detach()
+        """Leaving the app leaves a detached run training; a run the app owns saves and stops."""
+        if self.owned:
+            self.stop(reason)
+        else:
+            self.detach()
 
 
 class EngineProcess:

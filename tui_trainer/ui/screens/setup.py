@@ -86,11 +86,12 @@ class SetupScreen(Screen[None]):
     class RunConfigured(Message):
         """The form is valid and the user asked to start."""
 
-        def __init__(self, config: RunConfig, launch: LaunchOptions | None = None) -> None:
+        def __init__(self, config: RunConfig, launch: LaunchOptions) -> None:
             super().__init__()
             self.config = config
             self.launch = launch
-            """How to start it detached (the Detach switch, or more than one process); None: in the app."""
+            """How to start it in an engine process: detached (the Detach switch, or more than one process) or
+            owned by the app (stops with it)."""
 
     def __init__(self, options: LaunchOptions) -> None:
         super().__init__(id="setup")
@@ -337,11 +338,10 @@ class SetupScreen(Screen[None]):
                     self.query_one(f"#{name}").focus()
                     break
             return
-        launch = None
-        if self.detach_wanted():
-            # The form's whole config goes as overrides on its preset, so the engine runs exactly this.
-            launch = LaunchOptions(preset=self.preset_source, presets_dir=self.options.presets_dir,
-                                   overrides=result.config.to_dict(), detach=True, processes=self.processes)
+        # The form's whole config goes as overrides on its preset, so an engine process runs exactly this.
+        launch = LaunchOptions(preset=self.preset_source, presets_dir=self.options.presets_dir,
+                               overrides=result.config.to_dict(), detach=self.detach_wanted(),
+                               processes=self.processes)
         self.post_message(self.RunConfigured(result.config, launch))
 
     # ------------------------------------------------------------ detached runs
