@@ -1,9 +1,10 @@
 """Runs one training run in the full app (App.run_test, 120x40, charts and gauges live) and returns its
-steps per second over the training span the engine measures (RunFinished.elapsed_s)."""
+steps per second over the training span the engine measures."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -40,26 +41,34 @@ async def _drive(options: LaunchOptions, timeout_s: float, size: tuple[int, int]
         if session is None or session.result is None or started is None:
             raise RuntimeError("the app's run did not finish")
         result = session.result
+        engine_pid = getattr(session, "engine_pid", None)
         await pilot.pause(0.2)
         wall = ended[0] - started[0]
         ui_cpu = ended[1].get(ui_thread, 0.0) - started[1].get(ui_thread, 0.0)
-        stats = {"state": result.state, "step": result.step, "ui_thread_cpu_fraction": ui_cpu / wall}
+        stats = {"state": result.state, "step": result.step, "ui_thread_cpu_fraction": ui_cpu / wall,
+                 "engine_pid": engine_pid}
     return result.step / result.elapsed_s, stats
 
 
 def run_app_once(config: RunConfig, folder: Path, timeout_s: float = 600.0,
-                 size: tuple[int, int] = (120, 40)) -> float:
+                 size: tuple[int, int] = (120, 40), in_thread: bool = False) -> float:
+    """The app as a user gets it: by default the run trains in an engine process the app starts for it;
+    in_thread: in a thread of the app's own process (--in-thread). Steps per second by the engine's clock
+    (RunFinished.elapsed_s: the whole run, from its first step)."""
     preset = folder / f"{config.name}.yaml"
     preset.write_text(dump_yaml(config.to_dict()))
     import torch
 
     threads = torch.get_num_threads()  # the app sizes torch's threads for itself; the other runs keep theirs
     try:
-        steps_per_s, stats = asyncio.run(_drive(LaunchOptions(preset=str(preset), start=True), timeout_s, size))
+        steps_per_s, stats = asyncio.run(_drive(LaunchOptions(preset=str(preset), start=True, in_thread=in_thread),
+                                                timeout_s, size))
     finally:
         torch.set_num_threads(threads)
     if stats["state"] != "finished":
         raise RuntimeError(f"the app's run ended {stats['state']}")
+    if stats["engine_pid"]:
+        _wait_for_exit(stats["engine_pid"], timeout_s=30.0)
     LAST_STATS.clear()
     LAST_STATS.update(stats)
     return steps_per_s
@@ -96,6 +105,13 @@ async def _drive_attached(run_dir: str, timeout_s: float, size: tuple[int, int])
             "ui_thread_cpu_fraction": (ended[1].get(ui_thread, 0.0) - first[3].get(ui_thread, 0.0)) / wall}
 
 
+def _wait_for_exit(pid: int, timeout_s: float) -> None:
+    """The engine process writes its last event before it exits (about a second of teardown here): the next
+    run in the comparison must not share the CPU with it."""
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
+        psutil.Process(pid).wait(timeout_s)
+
+
 def run_detached_app_once(config: RunConfig, folder: Path, timeout_s: float = 600.0,
                           size: tuple[int, int] = (120, 40)) -> float:
     """The same run in a detached engine process, watched by the full app attached to it."""
@@ -105,6 +121,7 @@ def run_detached_app_once(config: RunConfig, folder: Path, timeout_s: float = 60
     preset.write_text(dump_yaml(config.to_dict()))
     info = launch_detached(LaunchOptions(preset=str(preset), detach=True), pause_on_fault=False)
     stats = asyncio.run(_drive_attached(info.run_dir, timeout_s, size))
+    _wait_for_exit(info.pid, timeout_s=30.0)
     LAST_STATS.clear()
     LAST_STATS.update(stats)
     return stats["steps_per_s"]

@@ -4,11 +4,13 @@
 (b) hand-written best: the engine's tricks by hand (device-resident batches by index, losses summed on the
     device and read every 50 steps, zero_grad(set_to_none=True), the fused optimizer).
 (c) headless: `tui-trainer --headless --json` in this process (the same code path as the command).
-(d) app: the full Textual app under App.run_test, charts and gauges updating, training in its thread.
+(d) app: the full Textual app under App.run_test, charts and gauges updating, as a user gets it: the run
+    trains in an engine process the app starts for it.
 (e) with --detached: the same app attached to the run in a detached engine process (tui-trainer --detach).
+(f) with --in-thread: the same app training in a thread of its own process (tui-trainer --in-thread).
 
 Each does the same epochs of training plus a validation pass per epoch on the same data and model.
-Run: python benchmarks/overhead.py [--repeats 5] [--workloads small,large] [--no-app]
+Run: python benchmarks/overhead.py [--repeats 5] [--workloads small,large] [--no-app] [--detached] [--in-thread]
 """
 
 from __future__ import annotations
@@ -158,6 +160,14 @@ def app_run(config: RunConfig, folder: Path) -> float:
     return steps_per_s
 
 
+def in_thread_app_run(config: RunConfig, folder: Path) -> float:
+    import app_driver
+
+    steps_per_s = app_driver.run_app_once(config, folder, in_thread=True)
+    UI_THREAD_CPU.setdefault(f"{config.name}/f", []).append(app_driver.LAST_STATS["ui_thread_cpu_fraction"])
+    return steps_per_s
+
+
 def detached_app_run(config: RunConfig, folder: Path) -> float:
     import app_driver
 
@@ -173,13 +183,15 @@ def main() -> None:
     parser.add_argument("--no-app", action="store_true", help="skip (d), the app")
     parser.add_argument("--detached", action="store_true",
                         help="also (e): the app attached to the same run in a detached engine process")
+    parser.add_argument("--in-thread", action="store_true",
+                        help="also (f): the app training in a thread of its own process (--in-thread)")
     parser.add_argument("--variants", action="store_true", help="also bf16 autocast and torch.compile (headless)")
     parser.add_argument("--presets", default="digits-mlp,digits-cnn,spirals-mlp,sine-regression,iris-linear",
                         help="shipped presets for the tutorial-vs-headless comparison ('' to skip)")
     args = parser.parse_args()
     epochs = {name: spec["epochs"] for name, spec in WORKLOADS.items()}
     results, table = {}, [("workload", "ms/step (b)", "a tutorial", "b hand", "c headless", "d app",
-                           "e detached", "c/b", "d/b", "e/b", "c/a")]
+                           "e detached", "f in-thread", "c/b", "d/b", "e/b", "f/b", "c/a")]
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
         for name in filter(None, args.workloads.split(",")):
@@ -193,6 +205,8 @@ def main() -> None:
                 runners["d_app"] = lambda config=config: app_run(config, folder)
             if args.detached:
                 runners["e_app_detached"] = lambda config=config: detached_app_run(config, folder)
+            if args.in_thread:
+                runners["f_app_in_thread"] = lambda config=config: in_thread_app_run(config, folder)
             print(f"workload {name}: {WORKLOADS[name]}", file=sys.stderr)
             runs = interleave(runners, args.repeats)
             medians = {key: median(values) for key, values in runs.items()}
@@ -205,15 +219,19 @@ def main() -> None:
                 ratios["d/b"] = medians["d_app"] / hand
             if "e_app_detached" in medians:
                 ratios["e/b"] = medians["e_app_detached"] / hand
+            if "f_app_in_thread" in medians:
+                ratios["f/b"] = medians["f_app_in_thread"] / hand
             results[name] = {"steps_per_s": runs, "median_steps_per_s": medians, "ratios": ratios,
                              "ms_per_step_hand_written": 1000 / hand}
             table.append((name, f"{1000 / hand:.2f}",
                           *(f"{medians[key]:.1f}" if key in medians else "-"
-                            for key in ("a_tutorial", "b_hand_written", "c_headless", "d_app", "e_app_detached")),
-                          *(f"{ratios[key]:.3f}" if key in ratios else "-" for key in ("c/b", "d/b", "e/b", "c/a"))))
+                            for key in ("a_tutorial", "b_hand_written", "c_headless", "d_app", "e_app_detached",
+                                        "f_app_in_thread")),
+                          *(f"{ratios[key]:.3f}" if key in ratios else "-"
+                            for key in ("c/b", "d/b", "e/b", "f/b", "c/a"))))
         if args.variants:
             # What this CPU can show of the GPU-minded options: autocast bf16 and torch.compile, headless.
-            table.append(("variant (large)", "", "", "", "c headless", "", "", "", "", "", "vs fp32"))
+            table.append(("variant (large)", "", "", "", "c headless", "", "", "", "", "", "", "", "vs fp32"))
             base = workload_config("large", str(folder / "checkpoints"), epochs=epochs["large"])
             variants = {"fp32": base,
                         "bf16": workload_config("large", str(folder / "checkpoints"), epochs=epochs["large"],
@@ -225,10 +243,10 @@ def main() -> None:
             medians = {key: median(values) for key, values in runs.items()}
             results["variants_large"] = {"steps_per_s": runs, "median_steps_per_s": medians}
             for name in variants:
-                table.append((name, "", "", "", f"{medians[name]:.1f}", "", "", "", "", "",
+                table.append((name, "", "", "", f"{medians[name]:.1f}", "", "", "", "", "", "", "",
                               f"{medians[name] / medians['fp32']:.3f}"))
         if args.presets:
-            table.append(("preset", "", "a tutorial", "", "c headless", "", "", "", "", "", "c/a"))
+            table.append(("preset", "", "a tutorial", "", "c headless", "", "", "", "", "", "", "", "c/a"))
             for name in args.presets.split(","):
                 config = load_config(name, {"checkpoint.dir": str(folder / "checkpoints"), "device": "cpu"})
                 runs = interleave({"a_tutorial": lambda config=config: tutorial_loop(config),
@@ -237,7 +255,7 @@ def main() -> None:
                 ratio = medians["c_headless"] / medians["a_tutorial"]
                 results[f"preset:{name}"] = {"steps_per_s": runs, "median_steps_per_s": medians, "c/a": ratio}
                 table.append((name, "", f"{medians['a_tutorial']:.1f}", "", f"{medians['c_headless']:.1f}", "", "",
-                              "", "", "", f"{ratio:.3f}"))
+                              "", "", "", "", "", f"{ratio:.3f}"))
     results["ui_thread_cpu_fraction_median"] = {key: median(values) for key, values in UI_THREAD_CPU.items()}
     results["torch_threads"] = torch.get_num_threads()
     report("overhead: steps/s (median), ratios", results, table)

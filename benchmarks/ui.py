@@ -103,14 +103,18 @@ def _thread_cpu(native_id: int) -> float:
     return 0.0
 
 
-async def app_cpu_and_latency(folder: Path, window_s: float) -> dict:
+async def app_cpu_and_latency(folder: Path, window_s: float, in_thread: bool) -> dict:
+    """The app's CPU idle, training and paused, and how long a progress event takes to reach the screen.
+    in_thread: the run trains in the app's thread (--in-thread), and the latency runs from the step's end;
+    by default it trains in an engine process, and the latency runs from the event's arrival from the
+    engine's socket (the hop before it is a local socket write)."""
     from tui_trainer.ui.app import TrainerApp
-    from tui_trainer.ui.session import RunSession
+    from tui_trainer.ui.session import Session
 
     config = workload_config("small", str(folder / "ck"), epochs=100000)
     preset = folder / "ui-bench.yaml"
     preset.write_text(dump_yaml(config.to_dict()))
-    app = TrainerApp(LaunchOptions(preset=str(preset)))
+    app = TrainerApp(LaunchOptions(preset=str(preset), in_thread=in_thread))
     figures: dict = {}
     async with app.run_test(size=(120, 40)) as pilot:
         # torch is imported in the background after the first frame; idle means after that.
@@ -123,16 +127,16 @@ async def app_cpu_and_latency(folder: Path, window_s: float) -> dict:
 
         emitted: dict[int, float] = {}
         shown: dict[int, float] = {}
-        original_on_event = RunSession.on_event
+        original_on_event = Session.on_event
 
         def stamped(self, event):
             if isinstance(event, Progress):
                 emitted[event.step] = time.monotonic()
             original_on_event(self, event)
 
-        RunSession.on_event = stamped  # the Trainer's callback: stamps each progress event as it leaves
+        Session.on_event = stamped  # where a run's events enter the app: stamps each progress event
         app.setup_screen.action_start()
-        while app.session is None:
+        while app.session is None:  # an engine process takes a few seconds to start
             await pilot.pause(0.05)
         session = app.session
         while app.dashboard is None or session.view.step == 0:
@@ -166,6 +170,7 @@ async def app_cpu_and_latency(folder: Path, window_s: float) -> dict:
         figures["paused_cpu_fraction"] = (_process_cpu() - start_cpu) / (time.monotonic() - start_wall)
         session.stop("benchmark done")
         await asyncio.to_thread(session.finished.wait, 60)
+        Session.on_event = original_on_event
     return figures
 
 
@@ -177,8 +182,11 @@ def main() -> None:
     args = parser.parse_args()
     sizes = sorted(int(float(size)) for size in args.sizes.split(","))
     refresh = asyncio.run(refresh_costs(sizes, args.repeats))
-    with tempfile.TemporaryDirectory() as temp:
-        figures = asyncio.run(app_cpu_and_latency(Path(temp), args.window))
+    figures = {}
+    for mode, in_thread in (("engine_process", False), ("in_thread", True)):
+        with tempfile.TemporaryDirectory() as temp:
+            for key, value in asyncio.run(app_cpu_and_latency(Path(temp), args.window, in_thread)).items():
+                figures[f"{mode}.{key}"] = value
     table = [("logged steps", "refresh ms (median)")]
     table += [(f"{size:,}", f"{values['refresh_ms_median']:.1f}") for size, values in refresh.items()]
     table += [(key, f"{value:.3f}" if isinstance(value, float) else str(value)) for key, value in figures.items()]
