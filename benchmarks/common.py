@@ -14,10 +14,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tui_trainer.config import RunConfig, config_from_dict
 
 # Two workloads on generated spirals (16,000 training points, so an epoch is a realistic 125 steps): a step
-# of about 1 ms and one of about 20 ms on a quiet 2-core CPU. Each run lasts several seconds (the large one
-# 3 epochs, about 8 s), so what is measured is a dashboard kept open, not the app's first frames.
+# of about 1 ms and one of about 20 ms on a quiet 2-core CPU. Each run lasts 5-10 s (small: 40 epochs,
+# large: 3), so what is measured is a dashboard kept open, not the app's first frames.
 WORKLOADS: dict[str, dict[str, Any]] = {
-    "small": {"hidden": [320, 320], "batch_size": 128, "epochs": 10},
+    "small": {"hidden": [320, 320], "batch_size": 128, "epochs": 40},
     "large": {"hidden": [1792, 1792], "batch_size": 128, "epochs": 3},
 }
 

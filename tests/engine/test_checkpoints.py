@@ -4,6 +4,7 @@ listing without the weights, and the run folder's last.pt, best.pt and pruned pe
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import zipfile
@@ -24,7 +25,7 @@ from tui_trainer.engine.checkpoints import (
     read_info,
     save_checkpoint,
 )
-from tui_trainer.engine.events import CheckpointSaved, EpochEnded
+from tui_trainer.engine.events import CheckpointSaved, EpochEnded, StateChanged
 from tui_trainer.engine.trainer import Trainer
 
 
@@ -65,7 +66,7 @@ def test_a_checkpoint_describes_itself(payload):
     assert payload["optimizer"]["state"] and payload["optimizer"]["param_groups"][0]["momentum"] == 0.9
     assert payload["trainer"]["step"] == 24 and payload["trainer"]["epoch"] == 4 and payload["trainer"]["position"] == 0
     assert isinstance(payload["rng"]["torch"], torch.Tensor)
-    kinds = {record["type"] for record in payload["history"]}
+    kinds = {record["type"] for record in json.loads(payload["history_json"])}
     assert kinds == {"progress", "epoch_ended"}
 
 
@@ -382,5 +383,39 @@ def test_best_follows_the_monitored_metric(preset, monitor, best_of, make_config
     assert finished.best[monitor] == best_value
     flagged = [epoch.epoch for epoch in epochs if epoch.is_best]
     assert flagged[0] == 1 and flagged[-1] == best_epoch
-    best_saves = [event.epoch for event in events.of(CheckpointSaved) if event.reason == "best"]
-    assert len(best_saves) == len(flagged)
+    # The first best is written at once; later ones within BEST_WRITE_INTERVAL_S wait in memory, and the
+    # newest is written by the end: never more writes than new bests, and the last one always lands.
+    best_saves = [event for event in events.of(CheckpointSaved) if event.reason == "best"]
+    assert 1 <= len(best_saves) <= len(flagged)
+    assert best_saves[-1].step == best["meta"]["step"]
+
+
+def test_a_pending_best_is_written_at_a_pause_and_is_the_best_epochs_own_state(make_config, tmp_path):
+    """A best kept in memory is written when the run pauses, and holds the weights of its own epoch, not of
+    the steps trained after it."""
+    from tui_trainer.engine.controls import Controls
+
+    config = make_config("iris-linear", epochs=30, checkpoint={"every_epochs": 0, "monitor": "val_loss"})
+    controls = Controls()
+    seen: list = []
+
+    def on_event(event):
+        seen.append(event)
+        if isinstance(event, EpochEnded) and event.epoch == 20:
+            controls.pause()
+        if isinstance(event, StateChanged) and event.state == "paused":
+            controls.stop(save=True, reason="test")
+
+    trainer = Trainer(config, on_event, controls=controls)
+    trainer.run()
+    epochs = [event for event in seen if isinstance(event, EpochEnded)]
+    best_epoch = max(event.epoch for event in epochs if event.is_best and event.epoch <= 20)
+    saves = [event for event in seen if isinstance(event, CheckpointSaved) and event.reason == "best"]
+    paused_at = next(index for index, event in enumerate(seen)
+                     if isinstance(event, StateChanged) and event.state == "paused")
+    assert seen.index(saves[-1]) < paused_at, "the best kept in memory is written before the run says paused"
+    best = load_checkpoint(trainer.run_dir / "best.pt")
+    assert best["meta"]["epoch"] == best_epoch
+    last = load_checkpoint(trainer.run_dir / "last.pt")
+    if best["meta"]["step"] != last["meta"]["step"]:
+        assert not all(torch.equal(best["model"][key], last["model"][key]) for key in best["model"])

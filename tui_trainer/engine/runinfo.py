@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -132,15 +133,21 @@ def find_run(folder: str | Path, run: str | None) -> RunInfo | None:
 
 
 class RunInfoWriter:
-    """Keeps run.json current from the engine's events. Writes only on rare events, never per step."""
+    """Keeps run.json current from the engine's events. Writes only on rare events, never per step:
+    a start, a state change and the end at once; an epoch or a checkpoint at most every
+    `min_interval_s` (runs with tiny epochs end dozens a second), the newest at the next write."""
 
-    def __init__(self, detached: bool = False, attachable: bool = False) -> None:
+    def __init__(self, detached: bool = False, attachable: bool = False, min_interval_s: float = 1.0) -> None:
         import psutil
 
         self.info: RunInfo | None = None
         self.detached = detached
         self.attachable = attachable or detached
+        self.min_interval_s = min_interval_s
         self._process_started_at = psutil.Process().create_time()
+        self._written_at = float("-inf")
+        self._lock = threading.RLock()
+        self._timer: threading.Timer | None = None
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -155,12 +162,17 @@ class RunInfoWriter:
             return
         elif isinstance(event, StateChanged):
             self.info.state, self.info.reason = event.state, event.reason
-        elif isinstance(event, EpochEnded):
-            self.info.epoch, self.info.step = event.epoch, event.step
-            if event.is_best:
-                self.info.best = event.val.get(self.info.monitor)
-        elif isinstance(event, CheckpointSaved):
-            self.info.last_checkpoint, self.info.step = event.path, event.step
+        elif isinstance(event, (EpochEnded, CheckpointSaved)):
+            if isinstance(event, EpochEnded):
+                self.info.epoch, self.info.step = event.epoch, event.step
+                if event.is_best:
+                    self.info.best = event.val.get(self.info.monitor)
+            else:
+                self.info.last_checkpoint, self.info.step = event.path, event.step
+            wait_s = self._written_at + self.min_interval_s - time.monotonic()
+            if wait_s > 0:
+                self._write_later(wait_s)
+                return
         elif isinstance(event, RunFinished):
             self.info.state, self.info.step = event.state, event.step
             self.info.reason = event.message
@@ -168,14 +180,31 @@ class RunInfoWriter:
                 self.info.last_checkpoint = event.checkpoint
         else:
             return
-        write_run_info(self.info)
+        self._write()
+
+    def _write(self) -> None:
+        with self._lock:
+            self._written_at = time.monotonic()
+            if self.info is not None:
+                write_run_info(self.info)
+
+    def _write_later(self, delay_s: float) -> None:
+        """A skipped update still lands within min_interval_s, even when no event follows (a paused run)."""
+        with self._lock:
+            if self._timer is not None and self._timer.is_alive():
+                return
+            self._timer = threading.Timer(delay_s, self._write)
+            self._timer.daemon = True
+            self._timer.start()
 
     def mark_detached(self) -> None:
-        """An owned run was let go of by its app: from now on it is a detached run (run.json says so at the
-        next event it records)."""
-        self.detached = True
-        if self.info is not None:
-            self.info.detached = True
+        """An owned run was let go of by its app: from now on it is a detached run (called from the socket's
+        reader thread)."""
+        with self._lock:
+            self.detached = True
+            if self.info is not None:
+                self.info.detached = True
+                self._write()
 
     def mark_exit(self, status: str) -> None:
         if self.info is not None and self.info.state not in FINAL_STATES:

@@ -51,6 +51,12 @@ from tui_trainer.yaml_io import dump_yaml
 EventCallback = Callable[[Event], None]
 log = get_logger("trainer")
 PAUSE_POLL_S = 0.5
+BEST_WRITE_INTERVAL_S = 5.0
+"""best.pt is written at most this often; a newer best in between is kept in memory and written when the
+interval is up, at a pause, a fault or the end (runs with tiny epochs improve many times a second)."""
+BEST_IN_MEMORY_MAX_BYTES = 64 * 2**20
+"""A model (with its optimizer state) larger than this writes every new best at once: holding a second copy
+of it, maybe in GPU memory, costs more than the write."""
 HISTORY_LIMIT = 20_000
 
 
@@ -58,6 +64,13 @@ class TrainingFault(Exception):
     def __init__(self, fault: str, message: str, advice: str = "") -> None:
         super().__init__(message)
         self.fault, self.message, self.advice = fault, message, advice
+
+
+def _cloned(state: Any) -> Any:
+    """A copy of a state dict that later steps cannot change (tensors cloned, the rest copied)."""
+    import copy
+
+    return copy.deepcopy(state)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -157,6 +170,9 @@ class Trainer:
         self._metrics_log: MetricsLog | None = None
         self._loss_not_finite = False
         """The last loss measured was NaN or infinite: the weights, finite or not, are not saved."""
+        self._pending_best: dict[str, Any] | None = None
+        """A best checkpoint's payload (a copy) not written yet, see BEST_WRITE_INTERVAL_S."""
+        self._best_written_at = float("-inf")
 
     # ------------------------------------------------------------ setup
 
@@ -298,7 +314,10 @@ class Trainer:
         self.last_val, self.last_train = state["last_val"], state["last_train"]
         self.elapsed_before = state["elapsed_s"]
         self.epoch_totals = list(state["epoch_totals"])
-        self.history.records = list(payload.get("history", []))
+        if "history_json" in payload:
+            self.history.records = json.loads(payload["history_json"])
+        else:  # written before the history went in as one JSON string
+            self.history.records = list(payload.get("history", []))
         checkpoints.restore_rng(payload["rng"])
         if not (self.run_dir / "metrics.jsonl").exists() and self._metrics_log is not None:
             # A branch (see plan_run_dir) starts its metrics.jsonl with the history it continues.
@@ -370,6 +389,7 @@ class Trainer:
         except Exception as error:
             state, message = "failed", f"{type(error).__name__}: {error}"
             self._emit(RunFailed(message, "error"))
+        self.write_pending_best()
         if self._stop is None or self._stop.save:
             self.save(self.run_dir / "last.pt", "last")
         self._set_state(state, message)
@@ -550,6 +570,7 @@ class Trainer:
 
     def _pause_for_fault(self, reason: str) -> None:
         self._paused = True
+        self.write_pending_best()
         self._set_state("paused", reason)
         self._wait_while_paused()
         if self._stop is not None:
@@ -613,7 +634,9 @@ class Trainer:
             self._non_finite(f"validation loss is {self.last_val['val_loss']} after epoch {completed}")
         checkpoint = self.config.checkpoint
         if is_best and checkpoint.save_best:
-            self.save(self.run_dir / "best.pt", "best")
+            self._save_best()
+        elif time.monotonic() - self._best_written_at >= BEST_WRITE_INTERVAL_S:
+            self.write_pending_best()
         if checkpoint.every_epochs and completed % checkpoint.every_epochs == 0:
             self.save(self.run_dir / f"epoch-{completed:04d}.pt", "epoch")
             self._prune_periodic()
@@ -740,6 +763,7 @@ class Trainer:
         log.info("rank %d applies %s at step %d", self.parallel.rank, command.to_dict(), self.step)
         if isinstance(command, Pause) and not self._paused:
             self._paused = True
+            self.write_pending_best()
             self._set_state("paused")
         elif isinstance(command, Resume) and self._paused:
             self._paused = False
@@ -811,7 +835,8 @@ class Trainer:
                 "world_size": self.parallel.world_size,
             },
             "rng": checkpoints.capture_rng(),
-            "history": list(self.history.records),
+            # One string, not thousands of small dicts: the pickler visits each object it writes.
+            "history_json": json.dumps(self.history.records),
         }
 
     def save(self, path: Path, reason: str) -> str | None:
@@ -836,6 +861,42 @@ class Trainer:
         self.last_checkpoint = str(path)
         self._emit(CheckpointSaved(str(path), size, self.epoch, self.step, reason))
         return str(path)
+
+    def _save_best(self) -> None:
+        path = self.run_dir / "best.pt"
+        if time.monotonic() - self._best_written_at >= BEST_WRITE_INTERVAL_S or self._state_bytes() > \
+                BEST_IN_MEMORY_MAX_BYTES or not self.parallel.is_main:
+            self._pending_best = None
+            if self.save(path, "best"):
+                self._best_written_at = time.monotonic()
+            return
+        if not self._weights_finite() or self._loss_not_finite:
+            self.save(path, "best")  # says why it is not written
+            return
+        payload = self.checkpoint_payload("best")
+        self._pending_best = {**payload, "model": _cloned(payload["model"]), "optimizer": _cloned(payload["optimizer"]),
+                              "scheduler": _cloned(payload["scheduler"]), "scaler": _cloned(payload["scaler"])}
+
+    def write_pending_best(self) -> None:
+        """Write the best checkpoint kept in memory, if any (see BEST_WRITE_INTERVAL_S)."""
+        payload, self._pending_best = self._pending_best, None
+        if payload is None:
+            return
+        path = self.run_dir / "best.pt"
+        try:
+            size = checkpoints.save_checkpoint(path, payload)
+        except checkpoints.CheckpointError as error:
+            self._emit(CheckpointFailed(str(path), error.message, "best"))
+            return
+        self._best_written_at = time.monotonic()
+        self.last_checkpoint = str(path)
+        meta = payload["meta"]
+        self._emit(CheckpointSaved(str(path), size, payload["trainer"]["epoch"], meta["step"], "best"))
+
+    def _state_bytes(self) -> int:
+        tensors = [*self.model.parameters(), *(value for state in self.optimizer.state.values()
+                                               for value in state.values() if isinstance(value, torch.Tensor))]
+        return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
 
     def _prune_periodic(self) -> None:
         if not self.parallel.is_main:

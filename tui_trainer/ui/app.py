@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 
 EXIT_GRACE_S = 30.0
 """How long leaving waits for the run to save last.pt before it gives up on the training thread."""
+CHART_CPU_SHARE = 0.01
+"""The share of a core the charts may take while a run trains: their redraw interval stretches to stay under."""
 SETUP_WAIT_S = 3.0
 """How long leaving waits for a run still loading its data or model (it has nothing to save yet)."""
 SETUP_ERRORS = (ConfigError, DatasetError)
@@ -96,7 +98,8 @@ class TrainerApp(App[int]):
         """The training thread queued events since the last drain."""
 
     def __init__(self, options: LaunchOptions | None = None, *, drain_interval_s: float = 0.25,
-                 chart_interval_s: float = 1.0, device_interval_s: float = 2.0,
+                 chart_interval_s: float = 1.0, chart_cpu_share: float | None = CHART_CPU_SHARE,
+                 device_interval_s: float = 2.0,
                  exit_grace_s: float = EXIT_GRACE_S) -> None:
         super().__init__()
         self.options = options or LaunchOptions()
@@ -121,6 +124,8 @@ class TrainerApp(App[int]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_throttle = Throttle(self, drain_interval_s, self.drain)
         self._chart_throttle = Throttle(self, chart_interval_s, self._redraw_charts)
+        self.chart_interval_s = chart_interval_s
+        self.chart_cpu_share = chart_cpu_share
         self._device_throttle = Throttle(self, device_interval_s, self._sample_devices)
 
     # ------------------------------------------------------------ start-up
@@ -273,8 +278,15 @@ class TrainerApp(App[int]):
             self._device_throttle.request()
 
     def _redraw_charts(self) -> None:
-        if self.dashboard is not None:
-            self.dashboard.redraw_charts()
+        dashboard = self.dashboard
+        if dashboard is None:
+            return
+        if self.chart_cpu_share:
+            # Charts redraw at most once per chart_interval_s, and less often where a redraw costs more
+            # than chart_cpu_share of a core at that rate (a slow CPU, a huge terminal).
+            cost = dashboard.loss_chart.draw_cost_s + dashboard.metric_chart.draw_cost_s
+            self._chart_throttle.interval_s = max(self.chart_interval_s, cost / self.chart_cpu_share)
+        dashboard.redraw_charts()
 
     def _sample_devices(self) -> None:
         session = self.session

@@ -1,5 +1,5 @@
-"""The setup screen: a preset list beside a form that edits the run's config, and where it trains (in
-the app, or detached in a background process, under torchrun with more than one process).
+"""The setup screen: a preset list beside a form that edits the run's config, and where it trains (for
+the app, ending with it, or detached in a background process, under torchrun with more than one process).
 
 Nothing here imports torch at import time. After the first frame a thread worker imports it and lists
 this machine's devices; another counts the training samples of the chosen data, so that a batch size
@@ -54,8 +54,9 @@ INITIAL_CHOICES: dict[str, list[tuple[str, str]]] = {
     "precision": [(name, name) for name in form.PRECISIONS],
 }
 START_HINT = "Start (ctrl+r)"
-LAUNCHING_HINT = "Starting in the background ..."
-DETACH_HINTS = {False: "off: trains inside this app", True: "on: trains in a background process that outlives the app"}
+LAUNCHING_HINT = "Starting the engine ..."
+DETACH_HINTS = {False: "off: trains for this app, ends with it",
+                True: "on: trains in a background process that outlives the app"}
 """The switch's state in words too, so that it reads without colour."""
 TORCHRUN_HINT = "on: {n} processes under torchrun, in the background"
 

@@ -7,8 +7,11 @@ same at step 100 and at step 10 million; it draws only when its data moved or it
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
+from textual.geometry import Region
+from textual.strip import Strip
 from textual_plotext import PlotextPlot
 
 from tui_trainer.engine.metrics import Series
@@ -59,6 +62,9 @@ class MetricChart(PlotextPlot):
         self.drawn_size: tuple[int, int] = (0, 0)
         self.marks: list[Tweak] = []
         """The marks drawn last (for tests and the help text)."""
+        self.draw_cost_s = 0.0
+        """What painting the last new figure took (plotext's build and turning it into lines)."""
+        self._measure = False
 
     def stale(self, version: int) -> bool:
         return version != self.drawn_version or tuple(self.size) != self.drawn_size
@@ -91,8 +97,17 @@ class MetricChart(PlotextPlot):
             ticks = nice_ticks(low, high)
             plt.xticks(ticks, [fmt.compact_int(tick) for tick in ticks])
             self._draw_marks(marks, low, high, max(ys_all))
+        self._measure = True
         self.refresh()
         return True
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        if not self._measure:
+            return super().render_lines(crop)  # unchanged: lines from Textual's cache
+        start = time.perf_counter()
+        lines = super().render_lines(crop)
+        self.draw_cost_s, self._measure = time.perf_counter() - start, False
+        return lines
 
     def _draw_marks(self, marks: list[Tweak], low: float, high: float, top: float) -> None:
         shown = [mark for mark in marks if low <= mark.step <= high][-MAX_MARKS_DRAWN:]

@@ -16,9 +16,12 @@ from textual.binding import Binding
 from textual.widget import Widget
 
 from tui_trainer.ui.run_view import LogLine
+from tui_trainer.ui.throttle import Throttle
 from tui_trainer.ui.widgets.styling import component_style
 
 MAX_LINES = 2000
+REPAINT_INTERVAL_S = 1.0
+"""New lines show at most this long after they came: runs with tiny epochs log several lines a second."""
 
 
 class EventLog(Widget, can_focus=True):
@@ -40,6 +43,11 @@ class EventLog(Widget, can_focus=True):
         self.entries: deque[tuple[str, LogLine]] = deque(maxlen=MAX_LINES)
         self.back = 0
         """How many entries up from the newest the view is scrolled."""
+        self._wrapped: dict[int, list[Text]] = {}
+        """Each shown entry's wrapped rows by its number (entries[0] is number `_first`), at `_wrapped_at`."""
+        self._wrapped_at: tuple[int, object] = (0, None)
+        self._first = 0
+        self._repaint = Throttle(self, REPAINT_INTERVAL_S, self.refresh)
 
     @property
     def texts(self) -> list[str]:
@@ -50,10 +58,12 @@ class EventLog(Widget, can_focus=True):
         if not lines:
             return
         stamp = time.strftime("%H:%M:%S ")
+        dropped = max(0, len(self.entries) + len(lines) - MAX_LINES)
         self.entries.extend((stamp, line) for line in lines)
+        self._first += dropped
         if self.back:
             self.back = min(self.back + len(lines), len(self.entries) - 1)
-        self.refresh()
+        self._repaint.request()
 
     def action_scroll_lines(self, count: int) -> None:
         self.back = max(0, min(self.back + count, len(self.entries) - 1))
@@ -72,13 +82,23 @@ class EventLog(Widget, can_focus=True):
             return Text("")
         time_style = component_style(self, "event-log--time")
         styles = {level: component_style(self, f"event-log--{level}") for level in ("good", "warning", "error")}
+        # Wrapping is most of a render: each entry is wrapped once per width and theme, not once per frame.
+        key = (width, (time_style, tuple(styles.values())))
+        if key != self._wrapped_at:
+            self._wrapped, self._wrapped_at = {}, key
         rows: list[Text] = []
+        wrapped_now: dict[int, list[Text]] = {}
         newest = len(self.entries) - 1 - self.back
         for index in range(newest, -1, -1):
-            stamp, line = self.entries[index]
-            text = Text.assemble((stamp, time_style), (line.text, styles.get(line.level, "")))
-            wrapped = text.wrap(self.app.console, width, overflow="fold")
-            rows[:0] = list(wrapped)
+            number = self._first + index
+            wrapped = self._wrapped.get(number)
+            if wrapped is None:
+                stamp, line = self.entries[index]
+                text = Text.assemble((stamp, time_style), (line.text, styles.get(line.level, "")))
+                wrapped = list(text.wrap(self.app.console, width, overflow="fold"))
+            wrapped_now[number] = wrapped
+            rows[:0] = wrapped
             if len(rows) >= height:
                 break
+        self._wrapped = wrapped_now  # only what is on screen: the cache stays as small as the view
         return Text("\n").join(rows[-height:])
