@@ -38,6 +38,8 @@ class LaunchOptions:
     """The app: the run folder of a detached run to attach to, instead of the setup screen."""
     owned: bool = False
     """An engine process the app started for itself: it saves and stops when that app goes away."""
+    owner_pid: int | None = None
+    """The owning app's process, watched by the engine (the app may die before it connects)."""
     in_thread: bool = False
     """The app trains in a thread of its own process instead of starting an engine process."""
 

@@ -78,3 +78,18 @@ def test_a_detached_run_ignores_its_clients_leaving(tmp_path):
         assert commands_within(controls, 0.3) == []
     finally:
         server.close()
+
+
+def test_an_owner_that_dies_before_connecting_stops_the_run(tmp_path):
+    import subprocess
+    import sys
+
+    owner = subprocess.Popen([sys.executable, "-c", "pass"])
+    owner.wait()
+    controls = Controls()
+    server = ControlServer(tmp_path, EventHub(), controls, owned=True, owner_pid=owner.pid)
+    try:
+        seen = commands_within(controls, 5)
+        assert isinstance(seen[-1], Stop) and seen[-1].save and "went away" in seen[-1].reason
+    finally:
+        server.close()

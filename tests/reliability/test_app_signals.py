@@ -39,6 +39,7 @@ def start(tmp_path: Path, *extra: str) -> tuple[Terminal, Path]:
     try:
         run_dir = wait_until(lambda: training_run_dir(folder), "training progress", timeout=90,
                              process=terminal.process)
+        terminal.wait_for_output(b"Step ", timeout=60)  # the app shows the run (its engine process started first)
     except BaseException:
         terminal.close()
         raise

@@ -64,19 +64,7 @@ async def driving(app: TrainerApp, size: tuple[int, int] = (120, 40)) -> AsyncIt
         try:
             yield pilot
         finally:
-            try:
-                await stop_all(app)
-            finally:
-                kill_engines_started_by(app)
-
-
-def kill_engines_started_by(app: TrainerApp) -> None:
-    """An engine process the app started and a test let go of (d) would train on after the test."""
-    from tests.ui.remote_helpers import kill_live_runs
-
-    for session in app.sessions:
-        if getattr(session, "started_by_app", False):
-            kill_live_runs(Path(session.run_dir).parent)
+            await stop_all(app)
 
 
 async def start_training(app: TrainerApp, pilot: Pilot, steps: int = 1) -> None:

@@ -145,8 +145,8 @@ def serve(run_dir: Path, options: LaunchOptions, pause_on_fault: bool) -> int:
     hub = EventHub()
     writer = RunInfoWriter(detached=not options.owned, attachable=True)
     # Under torchrun rank 0 holds the socket; the others get their commands from it.
-    server = ControlServer(run_dir, hub, controls, owned=options.owned, on_release=writer.mark_detached) \
-        if parallel.is_main else None
+    server = ControlServer(run_dir, hub, controls, owned=options.owned, on_release=writer.mark_detached,
+                           owner_pid=options.owner_pid) if parallel.is_main else None
     try:
         config, _ = resolve_config(options)
         from tui_trainer.engine.trainer import Trainer

@@ -32,6 +32,7 @@ RELEASE = "release"
 """Client to server: the owner lets go of an owned run; it goes on training by itself."""
 OWNER_WAIT_S = 60.0
 """An owned run whose app never connects (it died while the engine started) stops after this long."""
+OWNER_POLL_S = 0.5
 FLUSH_TIMEOUT_S = 2.0
 """At the end of a run: how long the clients' writers get to send the last events (RunFinished) before the
 process exits and takes its daemon threads with it."""
@@ -127,7 +128,7 @@ class ControlServer:
     """Listens on <run dir>/control.sock (mode 0600 in a 0700 folder: only the owner gets in)."""
 
     def __init__(self, run_dir: Path, hub: EventHub, controls: Controls, *, owned: bool = False,
-                 on_release: Any = None, owner_wait_s: float = OWNER_WAIT_S) -> None:
+                 on_release: Any = None, owner_wait_s: float = OWNER_WAIT_S, owner_pid: int | None = None) -> None:
         self.path = run_dir / SOCKET_FILE
         self.hub = hub
         self.controls = controls
@@ -152,6 +153,8 @@ class ControlServer:
             timer = threading.Timer(owner_wait_s, self._owner_never_came)
             timer.daemon = True
             timer.start()
+        if owned and owner_pid:
+            threading.Thread(target=self._watch_owner, args=(owner_pid,), name="owner-watch", daemon=True).start()
 
     def _accept(self) -> None:
         while not self._stopping:
@@ -184,6 +187,16 @@ class ControlServer:
             self.owned = False
             if self._on_release is not None:
                 self._on_release()
+
+    def _watch_owner(self, pid: int) -> None:
+        """The app may die before it connects (killed, or a signal while the engine was starting)."""
+        import psutil
+
+        while self.owned and not self._stopping:
+            if not psutil.pid_exists(pid):
+                self.controls.stop(save=True, reason="the app that started it went away")
+                return
+            time.sleep(OWNER_POLL_S)
 
     def _owner_never_came(self) -> None:
         if self.owned and self._owner is None and not self._stopping:

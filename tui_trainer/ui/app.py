@@ -117,7 +117,8 @@ class TrainerApp(App[int]):
         self.launching: str | None = None
         """What a detached run being started is (a launch worker is under way), else None."""
         self._launch_paused = False
-        self._launch_owned = False
+        self.launch_owned = False
+        self._quit_after_launch = False
         self.unattached: list[RunInfo] = []
         """Detached runs this app started but left before attaching to them."""
         self._monitor: DeviceMonitor | None = None
@@ -166,8 +167,8 @@ class TrainerApp(App[int]):
         """Start a run that ends with the app: in an engine process of its own (`launch` says how to build
         the same config there), or with --in-thread in a training thread of this process."""
         if not self.options.in_thread:
-            self.launch(dataclasses.replace(launch, detach=False, owned=True, processes=1), paused=start_paused,
-                        what=config.name)
+            self.launch(dataclasses.replace(launch, detach=False, owned=True, owner_pid=os.getpid(), processes=1),
+                        paused=start_paused, what=config.name)
             return
         session = RunSession(config, notify=self._wake, resume_from=resume_from, start_paused=start_paused)
         self._open(session, "loading data and model" if not resume_from else "restoring the checkpoint",
@@ -202,7 +203,7 @@ class TrainerApp(App[int]):
 
         self.launching = what or ("the run" if options.owned else "a detached run")
         self._launch_paused = paused
-        self._launch_owned = options.owned
+        self.launch_owned = options.owned
         if paused:  # the engine itself waits before its first step: nothing trains unwatched meanwhile
             options = dataclasses.replace(options, start_paused=True)
         self.setup_screen.show_launching(True)
@@ -219,16 +220,20 @@ class TrainerApp(App[int]):
         self.setup_screen.show_launching(False)
         if state == WorkerState.SUCCESS and worker.result is not None:
             info: RunInfo = worker.result
+            if self._quit_after_launch and self.launch_owned:
+                self.attach_run(info.run_dir, owned=True)
+                self.leave("quit")  # the relay tells it to save and stop, and the exit waits for that
+                return
             if self.leaving:
-                if self._launch_owned:
+                if self.launch_owned:
                     stop_engine(info)  # it would stop by itself once it saw no app; nothing to wait for
                 else:
                     self.unattached.append(info)
                 return
             self._from_setup = False
-            self.attach_run(info.run_dir, pause=self._launch_paused, owned=self._launch_owned)
+            self.attach_run(info.run_dir, pause=self._launch_paused, owned=self.launch_owned)
             paused = "; it waits paused (space starts it)" if self._launch_paused else ""
-            if self._launch_owned:
+            if self.launch_owned:
                 if paused:
                     self.notify(f"Loaded{paused}.", timeout=4)
                 return
@@ -600,11 +605,16 @@ class TrainerApp(App[int]):
             self.exit(self.exit_code)  # asked twice: do not wait any longer
             return
         session = self.session
-        if session is None or not session.active:
-            self.exit(self.exit_code)
-            return
         if isinstance(self.screen, (ConfirmModal, LeaveModal)) and self.screen.id == "quit-confirm":
             self.screen.dismiss(True if isinstance(self.screen, ConfirmModal) else LEAVE_RUNNING)
+            return
+        if self.launching and self.launch_owned and not self._quit_after_launch:
+            modal = ConfirmModal("The run is starting. Save it to last.pt, stop it and quit?", confirm="Save and quit")
+            modal.id = "quit-confirm"
+            self.push_screen(modal, self._quit_once_launched)
+            return
+        if session is None or not session.active:
+            self.exit(self.exit_code)
             return
         if isinstance(session, RemoteSession) and not session.owned:
             leave = LeaveModal(f"Quit and leave run {session.run_id} training in the background, or save it to "
@@ -616,6 +626,15 @@ class TrainerApp(App[int]):
         modal = ConfirmModal("A run is training. Save it to last.pt, stop it and quit?", confirm="Save and quit")
         modal.id = "quit-confirm"
         self.push_screen(modal, lambda yes: self.leave("quit") if yes else None)
+
+    def _quit_once_launched(self, yes: bool | None) -> None:
+        if not yes:
+            return
+        if self.launching:
+            self._quit_after_launch = True
+            self._set_note("the run is starting: it will be saved and stopped, then the app quits")
+        else:
+            self.leave("quit")
 
     def leave(self, reason: str, stop: bool = False) -> None:
         """Save a training run to last.pt and exit once it is written (or after the grace period). A
@@ -741,7 +760,9 @@ def run_app(options: LaunchOptions) -> int:
     with leave_on_signals(app):
         try:
             app.run(loop=loop)
-            if app.launching:
+            if app.launching and app.launch_owned:
+                _say(f"tui-trainer: {app.launching} was still starting; it saves last.pt and stops by itself")
+            elif app.launching:
                 _say(f"tui-trainer: {app.launching} is still starting; it goes on in the background "
                      "(`tui-trainer runs` lists it)")
         finally:

@@ -78,7 +78,6 @@ class RemoteSession(Session):
         self.run_dir = str(run_dir)
         self.owned = owned
         """The app started this engine process for itself: the run ends with the app (saved), unless detached."""
-        self.started_by_app = owned
         known = read_run_info(self.run_dir)
         view = RunView(run_dir=self.run_dir, preset=known.preset if known else "",
                        epochs=known.epochs if known else 0, epoch=known.epoch if known else 0,
