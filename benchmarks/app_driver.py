@@ -46,7 +46,7 @@ async def _drive(options: LaunchOptions, timeout_s: float, size: tuple[int, int]
         wall = ended[0] - started[0]
         ui_cpu = ended[1].get(ui_thread, 0.0) - started[1].get(ui_thread, 0.0)
         stats = {"state": result.state, "step": result.step, "ui_thread_cpu_fraction": ui_cpu / wall,
-                 "engine_pid": engine_pid}
+                 "engine_pid": engine_pid, "run_dir": session.view.run_dir}
     return result.step / result.elapsed_s, stats
 
 
@@ -69,6 +69,7 @@ def run_app_once(config: RunConfig, folder: Path, timeout_s: float = 600.0,
         raise RuntimeError(f"the app's run ended {stats['state']}")
     if stats["engine_pid"]:
         _wait_for_exit(stats["engine_pid"], timeout_s=30.0)
+    stats["steady_steps_per_s"] = steady_rate(stats["run_dir"])
     LAST_STATS.clear()
     LAST_STATS.update(stats)
     return steps_per_s
@@ -105,6 +106,24 @@ async def _drive_attached(run_dir: str, timeout_s: float, size: tuple[int, int])
             "ui_thread_cpu_fraction": (ended[1].get(ui_thread, 0.0) - first[3].get(ui_thread, 0.0)) / wall}
 
 
+STEADY_AFTER_S = 2.0
+"""The steady-state rate leaves out the run's first seconds (the app attaching and drawing its first frames)."""
+
+
+def steady_rate(run_dir: str) -> float:
+    """Steps per second by the engine's clock between its progress records after STEADY_AFTER_S: what a
+    dashboard kept open costs, once it is up."""
+    import json
+
+    records = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    progress = [record for record in records
+                if record.get("type") == "progress" and record["elapsed_s"] >= STEADY_AFTER_S]
+    if len(progress) < 2:
+        return float("nan")
+    first, last = progress[0], progress[-1]
+    return (last["step"] - first["step"]) / (last["elapsed_s"] - first["elapsed_s"])
+
+
 def _wait_for_exit(pid: int, timeout_s: float) -> None:
     """The engine process writes its last event before it exits (about a second of teardown here): the next
     run in the comparison must not share the CPU with it."""
@@ -122,6 +141,7 @@ def run_detached_app_once(config: RunConfig, folder: Path, timeout_s: float = 60
     info = launch_detached(LaunchOptions(preset=str(preset), detach=True), pause_on_fault=False)
     stats = asyncio.run(_drive_attached(info.run_dir, timeout_s, size))
     _wait_for_exit(info.pid, timeout_s=30.0)
+    stats["steady_steps_per_s"] = steady_rate(info.run_dir)
     LAST_STATS.clear()
     LAST_STATS.update(stats)
     return stats["steps_per_s"]

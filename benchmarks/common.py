@@ -54,10 +54,15 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def report(title: str, payload: dict[str, Any], table: list[tuple[str, ...]]) -> None:
-    """A short table on stderr, the JSON object on stdout."""
+def print_table(title: str, table: list[tuple[str, ...]]) -> None:
+    """A short table on stderr."""
     width = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
     print(f"\n{title}", file=sys.stderr)
     for row in table:
         print("  " + "  ".join(cell.ljust(width[column]) for column, cell in enumerate(row)), file=sys.stderr)
+
+
+def report(title: str, payload: dict[str, Any], table: list[tuple[str, ...]]) -> None:
+    """A short table on stderr, the JSON object on stdout."""
+    print_table(title, table)
     print(json.dumps(payload, indent=2))

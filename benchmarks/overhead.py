@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import WORKLOADS, interleave, median, report, workload_config
+from common import WORKLOADS, interleave, median, print_table, report, workload_config
 
 from tui_trainer.catalog.datasets import build_dataset
 from tui_trainer.catalog.losses import build_loss
@@ -148,6 +148,8 @@ def headless_run(config: RunConfig, folder: Path) -> float:
     return finished["step"] / finished["elapsed_s"]
 
 
+STEADY: dict[str, list[float]] = {}
+"""Steady-state steps/s of each app run (after its first seconds), by runner: see app_driver.steady_rate."""
 UI_THREAD_CPU: dict[str, list[float]] = {}
 """The UI thread's share of a core during each app run, by runner."""
 
@@ -157,6 +159,7 @@ def app_run(config: RunConfig, folder: Path) -> float:
 
     steps_per_s = app_driver.run_app_once(config, folder)
     UI_THREAD_CPU.setdefault(f"{config.name}/d", []).append(app_driver.LAST_STATS["ui_thread_cpu_fraction"])
+    STEADY.setdefault(f"{config.name}/d", []).append(app_driver.LAST_STATS["steady_steps_per_s"])
     return steps_per_s
 
 
@@ -165,6 +168,7 @@ def in_thread_app_run(config: RunConfig, folder: Path) -> float:
 
     steps_per_s = app_driver.run_app_once(config, folder, in_thread=True)
     UI_THREAD_CPU.setdefault(f"{config.name}/f", []).append(app_driver.LAST_STATS["ui_thread_cpu_fraction"])
+    STEADY.setdefault(f"{config.name}/f", []).append(app_driver.LAST_STATS["steady_steps_per_s"])
     return steps_per_s
 
 
@@ -173,6 +177,7 @@ def detached_app_run(config: RunConfig, folder: Path) -> float:
 
     steps_per_s = app_driver.run_detached_app_once(config, folder)
     UI_THREAD_CPU.setdefault(f"{config.name}/e", []).append(app_driver.LAST_STATS["ui_thread_cpu_fraction"])
+    STEADY.setdefault(f"{config.name}/e", []).append(app_driver.LAST_STATS["steady_steps_per_s"])
     return steps_per_s
 
 
@@ -257,6 +262,17 @@ def main() -> None:
                 table.append((name, "", f"{medians['a_tutorial']:.1f}", "", f"{medians['c_headless']:.1f}", "", "",
                               "", "", "", "", "", f"{ratio:.3f}"))
     results["ui_thread_cpu_fraction_median"] = {key: median(values) for key, values in UI_THREAD_CPU.items()}
+    results["steady_steps_per_s"] = STEADY
+    steady_rows = [("steady state (after 2 s)", "runner", "steps/s", "vs b")]
+    for key, values in STEADY.items():
+        name, runner = key.split("/")
+        workload = name.removeprefix("bench-")
+        if workload in results:
+            ratio = median(values) / results[workload]["median_steps_per_s"]["b_hand_written"]
+            results[workload]["ratios"][f"{runner}/b steady"] = ratio
+            steady_rows.append((workload, runner, f"{median(values):.1f}", f"{ratio:.3f}"))
+    if len(steady_rows) > 1:
+        print_table("overhead: the app's steady state", steady_rows)
     results["torch_threads"] = torch.get_num_threads()
     report("overhead: steps/s (median), ratios", results, table)
 

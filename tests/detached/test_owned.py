@@ -93,3 +93,22 @@ def test_an_owner_that_dies_before_connecting_stops_the_run(tmp_path):
         assert isinstance(seen[-1], Stop) and seen[-1].save and "went away" in seen[-1].reason
     finally:
         server.close()
+
+
+def test_an_owned_run_waits_for_its_app_to_show_it(tmp_path):
+    import threading
+
+    controls = Controls()
+    server = ControlServer(tmp_path, EventHub(), controls, owned=True)
+    waited = threading.Event()
+    try:
+        threading.Thread(target=lambda: (server.wait_for_owner(), waited.set()), daemon=True).start()
+        owner = connect(server)
+        assert not waited.wait(0.5), "connected is not enough: the app has not drawn the run yet"
+        owner.sendall(encode({"type": "ready"}))
+        assert waited.wait(5)
+        owner.sendall(encode({"type": "release"}))
+        time.sleep(0.2)
+        owner.close()
+    finally:
+        server.close()

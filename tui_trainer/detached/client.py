@@ -70,9 +70,16 @@ class RunClient:
 
     def release(self) -> bool:
         """Let go of a run this app owns: it goes on training after the connection closes."""
+        return self._send_message({"type": "release"})
+
+    def ready(self) -> bool:
+        """The app that owns the run shows it: the run may start training."""
+        return self._send_message({"type": "ready"})
+
+    def _send_message(self, message: dict[str, Any]) -> bool:
         try:
             with self._send_lock:
-                self._socket.sendall(encode({"type": "release"}))
+                self._socket.sendall(encode(message))
             return True
         except OSError:
             return False

@@ -53,10 +53,13 @@ def launch_detached(options: LaunchOptions, pause_on_fault: bool = True,
             _module_command(run_dir, options, pause_on_fault, "supervise"), stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
         )
-    return wait_until_ready(run_dir, supervisor, timeout_s, since=launched_at)
+    # An owned engine waits for its app before the first step: set up (run.json says starting) is ready.
+    ready = ("starting", "running", "paused") if options.owned else ("running", "paused")
+    return wait_until_ready(run_dir, supervisor, timeout_s, since=launched_at, ready_states=ready)
 
 
-def wait_until_ready(run_dir: Path, supervisor: subprocess.Popen, timeout_s: float, since: float = 0.0) -> RunInfo:
+def wait_until_ready(run_dir: Path, supervisor: subprocess.Popen, timeout_s: float, since: float = 0.0,
+                     ready_states: tuple[str, ...] = ("running", "paused")) -> RunInfo:
     """Wait for the engine to train. A run.json written before `since` is an earlier run's in the same folder
     (resuming from a run's own last.pt continues in its folder) and says nothing about this one."""
     deadline = time.monotonic() + timeout_s
@@ -64,7 +67,7 @@ def wait_until_ready(run_dir: Path, supervisor: subprocess.Popen, timeout_s: flo
         info = read_run_info(run_dir)
         if info is not None and info.updated_at < since:
             info = None
-        if info is not None and info.state in ("running", "paused") and (run_dir / SOCKET_FILE).exists():
+        if info is not None and info.state in ready_states and (run_dir / SOCKET_FILE).exists():
             return info
         if info is not None and info.state in (*FINAL_STATES, "lost"):
             raise DetachError(f"run {run_dir.name} ended at once ({info.state}): {info.reason or _last_line(run_dir)}")
@@ -153,7 +156,8 @@ def serve(run_dir: Path, options: LaunchOptions, pause_on_fault: bool) -> int:
 
         trainer = Trainer(config, fan_out(writer, hub.publish), controls=controls, resume_from=options.resume,
                           run_dir=run_dir, pause_on_fault=pause_on_fault, parallel=parallel,
-                          start_paused=options.start_paused)
+                          start_paused=options.start_paused,
+                          before_training=server.wait_for_owner if server is not None and options.owned else None)
         result = trainer.run()
     except (ConfigError, CheckpointError, DatasetError, ImportedModelError) as error:
         print(f"tui-trainer: error: {error}", file=sys.stderr, flush=True)

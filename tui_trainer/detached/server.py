@@ -30,6 +30,8 @@ from tui_trainer.logs import get_logger
 log = get_logger("detached")
 RELEASE = "release"
 """Client to server: the owner lets go of an owned run; it goes on training by itself."""
+READY = "ready"
+"""Client to server: the owner shows the run; an owned run trains from then on (see wait_for_owner)."""
 OWNER_WAIT_S = 60.0
 """An owned run whose app never connects (it died while the engine started) stops after this long."""
 OWNER_POLL_S = 0.5
@@ -136,6 +138,8 @@ class ControlServer:
         """The run ends with its owner, the first client (see the module's docstring)."""
         self._owner: Client | None = None
         self._on_release = on_release
+        self._owner_ready = threading.Event()
+        self._owner_gone = threading.Event()
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a stale socket of a run that died in this folder
@@ -173,6 +177,9 @@ class ControlServer:
             if message.get("type") == RELEASE:
                 self._release()
                 continue
+            if message.get("type") == READY:
+                self._owner_ready.set()
+                continue
             try:
                 command = command_from_dict(message)
             except (KeyError, TypeError, ValueError):
@@ -180,7 +187,7 @@ class ControlServer:
                 continue
             self.controls.send(command)
         if self.owned and client is self._owner and not self._stopping:
-            self.controls.stop(save=True, reason="the app that started it went away")
+            self._owner_left()
 
     def _release(self) -> None:
         if self.owned:
@@ -194,13 +201,25 @@ class ControlServer:
 
         while self.owned and not self._stopping:
             if not psutil.pid_exists(pid):
-                self.controls.stop(save=True, reason="the app that started it went away")
+                self._owner_left()
                 return
             time.sleep(OWNER_POLL_S)
 
+    def _owner_left(self) -> None:
+        self._owner_gone.set()
+        self.controls.stop(save=True, reason="the app that started it went away")
+
     def _owner_never_came(self) -> None:
         if self.owned and self._owner is None and not self._stopping:
+            self._owner_gone.set()
             self.controls.stop(save=True, reason="the app that started it never connected")
+
+    def wait_for_owner(self) -> None:
+        """Before an owned run's first step: wait until its app shows it (so the first steps do not compete
+        with the app's start-up, and none trains unseen), or has gone (the stop is queued already)."""
+        while self.owned and not self._owner_ready.wait(0.1) and not self._owner_gone.is_set():
+            if self.controls.has_pending():
+                return  # a command came first (a stop while the app starts up): the trainer serves it
 
     def close(self) -> None:
         self._stopping = True

@@ -148,7 +148,8 @@ class Trainer:
     def __init__(self, config: RunConfig, on_event: EventCallback | None = None, *,
                  controls: Controls | None = None, resume_from: str | Path | None = None,
                  run_id: str | None = None, run_dir: str | Path | None = None, pause_on_fault: bool = False,
-                 start_paused: bool = False, parallel: distributed.Distributed | None = None) -> None:
+                 start_paused: bool = False, parallel: distributed.Distributed | None = None,
+                 before_training: Callable[[], object] | None = None) -> None:
         self.config = config
         self.parallel = parallel or distributed.from_environment()
         """This process's place under torchrun (world size 1 without it)."""
@@ -159,6 +160,8 @@ class Trainer:
         self.planned_run_dir = Path(run_dir) if run_dir else None
         self.pause_on_fault = pause_on_fault
         self.start_paused = start_paused
+        self.before_training = before_training
+        """Called once set up, before the first step (an engine process waiting for its app)."""
         self.state = "starting"
         self.epoch = 1
         self.position = 0
@@ -375,6 +378,9 @@ class Trainer:
         state, message = "finished", ""
         self._session_start_step = self.step
         try:
+            if self.before_training is not None:
+                self.before_training()
+                self._clock_start = time.perf_counter()
             if self.start_paused:
                 self.controls.send(Pause())
             self._set_state("running")

@@ -271,6 +271,8 @@ class TrainerApp(App[int]):
             if isinstance(event, RunStarted):
                 self._set_note("", refresh=False)
                 self._device_throttle.request()
+                if isinstance(session, RemoteSession) and session.owned:
+                    self.call_after_refresh(session.ready)  # its engine waits for the dashboard to be up
             elif isinstance(event, (CheckpointSaved, CheckpointFailed)) and isinstance(self.top, SavePanel):
                 self.top.checkpoint_result(event)
         if view.state in ("running", "paused"):

@@ -171,6 +171,13 @@ class RemoteSession(Session):
                 client.release()
             client.close()
 
+    def ready(self) -> None:
+        """The dashboard shows a run the app owns: it may start training (it waits before its first step)."""
+        with self._lock:
+            client = self._client
+        if client is not None and self.owned:
+            client.ready()
+
     def let_go(self, reason: str) -> None:
         """Leaving the app leaves a detached run training; a run the app owns saves and stops."""
         if self.owned:
