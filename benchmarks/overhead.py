@@ -191,7 +191,8 @@ def main() -> None:
     parser.add_argument("--in-thread", action="store_true",
                         help="also (f): the app training in a thread of its own process (--in-thread)")
     parser.add_argument("--variants", action="store_true", help="also bf16 autocast and torch.compile (headless)")
-    parser.add_argument("--presets", default="digits-mlp,digits-cnn,spirals-mlp,sine-regression,iris-linear",
+    parser.add_argument("--presets",
+                        default="digits-mlp,digits-cnn,spirals-mlp,sine-regression,iris-linear,diabetes-regression",
                         help="shipped presets for the tutorial-vs-headless comparison ('' to skip)")
     args = parser.parse_args()
     epochs = {name: spec["epochs"] for name, spec in WORKLOADS.items()}
