@@ -144,18 +144,20 @@ def _take_terminal() -> None:
 
 
 class Terminal:
-    """`python -m tui_trainer ARGS` in a pseudo-terminal of 100x30; everything it writes is kept."""
+    """`python -m tui_trainer ARGS` (or `python -c SCRIPT ARGS`) in a pseudo-terminal of 100x30; everything it
+    writes is kept."""
 
-    def __init__(self, args: list[str], cwd: Path, size: tuple[int, int] = (100, 30)) -> None:
+    def __init__(self, args: list[str], cwd: Path, size: tuple[int, int] = (100, 30),
+                 script: str | None = None) -> None:
         self.master, slave = pty.openpty()
         columns, rows = size
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         env = cli_env(cwd)
         env.pop("NO_COLOR", None)
         env["TERM"] = "xterm-256color"
-        self.process = subprocess.Popen([sys.executable, "-m", "tui_trainer", *args], stdin=slave, stdout=slave,
-                                        stderr=slave, cwd=cwd, env=env, start_new_session=True,
-                                        preexec_fn=_take_terminal)
+        command = [sys.executable, "-c", script, *args] if script else [sys.executable, "-m", "tui_trainer", *args]
+        self.process = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env,
+                                        start_new_session=True, preexec_fn=_take_terminal)
         os.close(slave)
         self._output = bytearray()
         self._lock = threading.Lock()
@@ -198,6 +200,10 @@ class Terminal:
         code = self.process.wait(timeout=timeout)
         self.reader.join(timeout=10)
         return code, self.output
+
+    def hang_up(self) -> None:
+        """Close the terminal's side, as when an SSH connection drops: the kernel sends SIGHUP."""
+        os.close(self.master)
 
     def close(self) -> None:
         if self.process.poll() is None:

@@ -11,6 +11,7 @@ import pytest
 import torch
 from textual.widgets import Input
 
+from tests.faulty_model import FAULTY
 from tests.reliability.app_helpers import Tally, file_digest
 from tests.ui.conftest import _no_training_thread_left, driving, make_app, press, wait_for  # noqa: F401
 from tui_trainer import presets
@@ -24,33 +25,7 @@ from tui_trainer.ui.screens.tweaks import TweakPanel
 
 TALLY = Tally("test_app_faults")
 
-FAULTY = """
-import torch
-from torch import nn
 
-
-class Faulty(nn.Module):
-    def __init__(self, input_shape, num_outputs, fault="nan", at=5):
-        super().__init__()
-        self.linear = nn.Linear(input_shape[0], num_outputs)
-        self.fault, self.at, self.calls = fault, at, 0
-
-    def forward(self, x):
-        out = self.linear(x)
-        if self.training:
-            self.calls += 1
-            if self.calls == self.at and self.fault == "oom":
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-            if self.calls == self.at and self.fault == "oom-text":
-                raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 8.00 GiB total)")
-            if self.calls >= self.at and self.fault == "nan":
-                return out * float("nan")
-        return out
-
-
-def build(input_shape, num_outputs, **options):
-    return Faulty(input_shape, num_outputs, **options)
-"""
 
 
 @pytest.fixture

@@ -6,23 +6,15 @@ The tests of this module share one detached run, in order; the last one stops it
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
-import pty
 import signal
-import struct
-import subprocess
-import sys
-import termios
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, Input, Static
 
+from tests.reliability.app_helpers import Terminal
 from tests.ui.conftest import driving, make_app, press, wait_for
 from tests.ui.remote_helpers import app_with, attach_app, cleaned, launch, records, state, wait_until
 from tui_trainer.engine.events import Progress, RunStarted
@@ -146,38 +138,6 @@ async def test_reattach_shows_no_gap_and_quitting_leaves_the_run_training(shared
     assert state(run_dir) == "running" and not session.active
 
 
-class Terminal:
-    """`tui-trainer attach` in a pseudo-terminal of 100x30, its output read (and dropped) as it comes."""
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        self.master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-        env = {**os.environ, "TERM": "xterm-256color"}
-        self.process = subprocess.Popen([sys.executable, "-m", "tui_trainer", *args], stdin=slave, stdout=slave,
-                                        stderr=slave, env=env, cwd=cwd, start_new_session=True,
-                                        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
-        os.close(slave)
-        self.output = bytearray()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                data = os.read(self.master, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            self.output += data
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        with contextlib.suppress(OSError):
-            os.close(self.master)
-
-
 @pytest.mark.parametrize("how", ["hang-up", "SIGTERM"])
 def test_a_dropped_terminal_or_sigterm_leaves_the_detached_run_training(shared, tmp_path, how):
     run_dir = Path(shared.run_dir)
@@ -189,7 +149,7 @@ def test_a_dropped_terminal_or_sigterm_leaves_the_detached_run_training(shared, 
         if how == "SIGTERM":
             terminal.process.send_signal(signal.SIGTERM)
         else:
-            os.close(terminal.master)  # as when an SSH connection drops: the kernel sends SIGHUP
+            terminal.hang_up()  # as when an SSH connection drops: the kernel sends SIGHUP
         code = terminal.process.wait(timeout=30)
     finally:
         terminal.close()

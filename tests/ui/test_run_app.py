@@ -3,21 +3,14 @@ last.pt and ends the process; a bad command line ends with 2 before the screen o
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
-import pty
 import signal
-import struct
 import subprocess
-import sys
-import termios
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.reliability.app_helpers import Terminal
 from tui_trainer.launch import LaunchOptions
 from tui_trainer.ui.app import run_app
 
@@ -28,45 +21,6 @@ from tui_trainer.ui.app import run_app
 sys.exit(run_app(LaunchOptions(preset="iris-linear", start=True, overrides={
     "checkpoint.dir": sys.argv[1], "epochs": 100000, "checkpoint.every_epochs": 0, "checkpoint.save_best": False})))
 """
-
-
-def _take_terminal() -> None:
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
-class Terminal:
-    """The app in a pseudo-terminal of 80x24, its output read (and dropped) as it comes."""
-
-    def __init__(self, folder: Path) -> None:
-        self.master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-        env = {**os.environ, "TERM": "xterm-256color"}
-        self.process = subprocess.Popen([sys.executable, "-c", SCRIPT, str(folder)], stdin=slave, stdout=slave,
-                                        stderr=slave, env=env, start_new_session=True, preexec_fn=_take_terminal)
-        os.close(slave)
-        self.output = bytearray()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                data = os.read(self.master, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            self.output += data
-
-    def hang_up(self) -> None:
-        os.close(self.master)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        with contextlib.suppress(OSError):
-            os.close(self.master)
 
 
 def wait_for_training(folder: Path, process: subprocess.Popen, timeout: float = 60) -> Path:
@@ -82,7 +36,7 @@ def wait_for_training(folder: Path, process: subprocess.Popen, timeout: float = 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "hang-up"])
 def test_leaving_on_a_signal_saves_last_pt(tmp_path, how):
-    terminal = Terminal(tmp_path)
+    terminal = Terminal([str(tmp_path)], tmp_path, size=(80, 24), script=SCRIPT)
     try:
         run_dir = wait_for_training(tmp_path, terminal.process)
         if how == "SIGTERM":
