@@ -81,6 +81,26 @@ def test_round_trip_keeps_every_tensor(tmp_path, payload):
     assert temp_files(tmp_path) == []
 
 
+@pytest.mark.parametrize("older_format", [False, True], ids=["current", "tuple-of-ints (older checkpoints)"])
+def test_random_generators_resume_where_they_were_saved(tmp_path, older_format):
+    import random
+
+    torch.manual_seed(7)
+    random.seed(7)
+    state = checkpoints.capture_rng()
+    if older_format:
+        version, internal, gauss = random.getstate()
+        state["python"] = (version, list(internal), gauss)
+    path = tmp_path / "rng.pt"
+    save_checkpoint(path, {"rng": state})
+    expected = ([random.random() for _ in range(3)], torch.rand(3))
+    random.seed(0)
+    torch.manual_seed(0)
+    checkpoints.restore_rng(torch.load(path, weights_only=True)["rng"])
+    assert [random.random() for _ in range(3)] == expected[0]
+    assert torch.equal(torch.rand(3), expected[1])
+
+
 # ---------------------------------------------------------------- atomic saves
 
 

@@ -249,3 +249,16 @@ async def test_resume_option_opens_the_run_paused_with_its_history(folder):
         assert view.step == result.step and len(view.loss) > 0 and len(view.val_loss) == 3
         assert isinstance(app.screen, DashboardScreen)
         await wait_for(pilot, lambda: "Resumed at epoch" in log_text(app), "the resume in the log")
+
+
+async def test_what_the_app_holds_is_kept_out_of_full_collections_while_a_run_shows(folder):
+    """A full pass of the garbage collector over the app's heap (torch, Textual) took 100-150 ms of the UI
+    thread, felt by the training beside it; once a run is on screen the app's objects are frozen, and
+    leaving the app thaws them."""
+    import gc
+
+    app = make_app(folder)
+    async with driving(app) as pilot:
+        await start_training(app, pilot)
+        await wait_for(pilot, lambda: gc.get_freeze_count() > 0, "the app's objects to be frozen")
+    assert gc.get_freeze_count() == 0

@@ -223,7 +223,10 @@ def list_checkpoints(folder: str | Path) -> list[CheckpointInfo]:
 def capture_rng() -> dict[str, Any]:
     import torch
 
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    version, internal, gauss = random.getstate()
+    # The 625 words of Python's generator as one tensor: the pickler would visit each int on every save.
+    state: dict[str, Any] = {"torch": torch.get_rng_state(),
+                             "python": (version, torch.tensor(internal, dtype=torch.int64), gauss)}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -234,7 +237,8 @@ def restore_rng(state: dict[str, Any]) -> None:
 
     torch.set_rng_state(state["torch"])
     if "python" in state:
-        version, internal, gauss = state["python"]
-        random.setstate((version, tuple(internal), gauss))
+        version, internal, gauss = state["python"]  # internal: a tensor, or a tuple in older checkpoints
+        words = internal.tolist() if isinstance(internal, torch.Tensor) else internal
+        random.setstate((version, tuple(words), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -37,6 +37,7 @@ from tui_trainer.engine.checkpoints import CheckpointError
 from tui_trainer.engine.events import CheckpointFailed, CheckpointSaved, RunStarted
 from tui_trainer.engine.runinfo import LIVE_STATES, RunInfo, effective_state, read_run_info
 from tui_trainer.launch import LaunchOptions, resolve_config
+from tui_trainer.ui.heap import freeze_long_lived, thaw_long_lived
 from tui_trainer.ui.remote_session import EngineCuda, EngineProcess, RemoteSession, attach_command
 from tui_trainer.ui.run_view import LogLine
 from tui_trainer.ui.screens.checkpoints import LoadChoice, LoadPanel, SavePanel, default_name
@@ -150,6 +151,7 @@ class TrainerApp(App[int]):
     def on_unmount(self) -> None:
         for throttle in (self._drain_throttle, self._chart_throttle, self._device_throttle):
             throttle.cancel()
+        thaw_long_lived()
 
     def _open_resume(self) -> None:
         """--resume: read the checkpoint's config off the UI thread (it imports torch), then start."""
@@ -271,6 +273,7 @@ class TrainerApp(App[int]):
             if isinstance(event, RunStarted):
                 self._set_note("", refresh=False)
                 self._device_throttle.request()
+                self.call_after_refresh(freeze_long_lived)
                 if isinstance(session, RemoteSession) and session.owned:
                     self.call_after_refresh(session.ready)  # its engine waits for the dashboard to be up
             elif isinstance(event, (CheckpointSaved, CheckpointFailed)) and isinstance(self.top, SavePanel):

@@ -31,6 +31,7 @@ from tui_trainer.engine.devices import DeviceInfo
 from tui_trainer.launch import LaunchOptions
 from tui_trainer.ui import form
 from tui_trainer.ui import format as fmt
+from tui_trainer.ui.heap import freeze_long_lived
 
 LABELS = {
     "model": "Model",
@@ -186,6 +187,7 @@ class SetupScreen(Screen[None]):
                 self.sizing.clear()  # the trainer reports data problems when it starts
             return
         if worker.group == "setup-devices":
+            freeze_long_lived()  # torch is imported now
             self.devices = worker.result
             self._set_device_options()
         elif worker.group == "setup-sizes":
