@@ -439,3 +439,41 @@ def test_a_pending_best_is_written_at_a_pause_and_is_the_best_epochs_own_state(m
     last = load_checkpoint(trainer.run_dir / "last.pt")
     if best["meta"]["step"] != last["meta"]["step"]:
         assert not all(torch.equal(best["model"][key], last["model"][key]) for key in best["model"])
+
+
+def test_a_slow_disk_does_not_hold_training_back_and_the_late_file_holds_its_own_epoch(make_config, run_trainer,
+                                                                                      monkeypatch):
+    """A periodic checkpoint of a small model is written beside the training: the next epoch trains while
+    the disk holds its write. It lands with the weights of its own epoch, is reported when it lands, and
+    the run ends only once it is on disk."""
+    import threading
+
+    real_save = checkpoints.save_checkpoint
+    disk_is_back = threading.Event()
+
+    def slow_disk(path, payload):
+        if Path(path).name == "epoch-0001.pt":
+            assert disk_is_back.wait(30), "training waited for the disk"
+        return real_save(path, payload)
+
+    monkeypatch.setattr(checkpoints, "save_checkpoint", slow_disk)
+    weights_after_epoch_1 = {}
+
+    def handler(event, trainer):
+        if isinstance(event, EpochEnded) and event.epoch == 1:
+            weights_after_epoch_1.update({key: value.clone() for key, value in trainer.model.state_dict().items()})
+        if isinstance(event, EpochEnded) and event.epoch == 2:
+            disk_is_back.set()
+
+    config = make_config("iris-linear", epochs=4, checkpoint={"every_epochs": 1, "keep_last": 4, "save_best": False})
+    finished, events, trainer = run_trainer(config, handler=handler)
+    assert finished.state == "finished" and disk_is_back.is_set()
+    first = next(event for event in events.of(CheckpointSaved) if event.path.endswith("epoch-0001.pt"))
+    assert events.events.index(first) > events.events.index(events.of(EpochEnded)[1]), "reported when it landed"
+    assert first.step == 8
+    saved = load_checkpoint(first.path)
+    assert saved["meta"]["step"] == 8
+    assert all(torch.equal(saved["model"][key], value) for key, value in weights_after_epoch_1.items())
+    assert sorted(path.name for path in trainer.run_dir.glob("epoch-*.pt")) == [
+        "epoch-0001.pt", "epoch-0002.pt", "epoch-0003.pt", "epoch-0004.pt"]
+    assert not [thread for thread in threading.enumerate() if thread.name == "checkpoint-writer"]

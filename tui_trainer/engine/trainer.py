@@ -29,6 +29,7 @@ from tui_trainer.catalog.models import build_model
 from tui_trainer.catalog.optimizers import OPTIMIZERS, build_optimizer
 from tui_trainer.config import ConfigError, RunConfig, metric_mode
 from tui_trainer.engine import checkpoints, distributed, schedules
+from tui_trainer.engine.background_writes import BackgroundWrites
 from tui_trainer.engine.controls import Command, Controls, Pause, Resume, Save, SetHyperparameters, Stop
 from tui_trainer.engine.devices import DeviceError, cuda_memory_figures, device_name, resolve_device
 from tui_trainer.engine.events import (
@@ -54,9 +55,11 @@ PAUSE_POLL_S = 0.5
 BEST_WRITE_INTERVAL_S = 5.0
 """best.pt is written at most this often; a newer best in between is kept in memory and written when the
 interval is up, at a pause, a fault or the end (runs with tiny epochs improve many times a second)."""
-BEST_IN_MEMORY_MAX_BYTES = 64 * 2**20
-"""A model (with its optimizer state) larger than this writes every new best at once: holding a second copy
-of it, maybe in GPU memory, costs more than the write."""
+STATE_COPY_MAX_BYTES = 64 * 2**20
+"""Up to this size a model (with its optimizer state) is copied rather than written at once: a newer best
+waits in memory (see BEST_WRITE_INTERVAL_S), and periodic and best checkpoints are written on a thread of
+their own while training goes on. Above it, holding a second copy, maybe in GPU memory, costs more than
+the write: the training thread writes them itself."""
 HISTORY_LIMIT = 20_000
 
 
@@ -71,6 +74,11 @@ def _cloned(state: Any) -> Any:
     import copy
 
     return copy.deepcopy(state)
+
+
+def _snapshot(payload: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint payload that later steps cannot change: the rest of it is built fresh for each save."""
+    return {**payload, **{key: _cloned(payload[key]) for key in ("model", "optimizer", "scheduler", "scaler")}}
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -176,6 +184,7 @@ class Trainer:
         self._pending_best: dict[str, Any] | None = None
         """A best checkpoint's payload (a copy) not written yet, see BEST_WRITE_INTERVAL_S."""
         self._best_written_at = float("-inf")
+        self._writes = BackgroundWrites()
 
     # ------------------------------------------------------------ setup
 
@@ -395,7 +404,7 @@ class Trainer:
         except Exception as error:
             state, message = "failed", f"{type(error).__name__}: {error}"
             self._emit(RunFailed(message, "error"))
-        self.write_pending_best()
+        self._settle_checkpoints()
         if self._stop is None or self._stop.save:
             self.save(self.run_dir / "last.pt", "last")
         self._set_state(state, message)
@@ -576,13 +585,14 @@ class Trainer:
 
     def _pause_for_fault(self, reason: str) -> None:
         self._paused = True
-        self.write_pending_best()
+        self._settle_checkpoints()
         self._set_state("paused", reason)
         self._wait_while_paused()
         if self._stop is not None:
             raise _Stopped
 
     def _progress(self, loss_sum: torch.Tensor, correct: torch.Tensor, samples: int, window_s: float) -> None:
+        self._collect_writes()
         totals = torch.stack([loss_sum.float(), correct.float(), torch.tensor(float(samples), device=self.device)])
         devices = cuda_memory_figures(str(self.device))
         if self.parallel.enabled:  # one collective per progress event: the whole world's sums
@@ -642,10 +652,9 @@ class Trainer:
         if is_best and checkpoint.save_best:
             self._save_best()
         elif time.monotonic() - self._best_written_at >= BEST_WRITE_INTERVAL_S:
-            self.write_pending_best()
+            self.write_pending_best(background=True)
         if checkpoint.every_epochs and completed % checkpoint.every_epochs == 0:
-            self.save(self.run_dir / f"epoch-{completed:04d}.pt", "epoch")
-            self._prune_periodic()
+            self.save(self.run_dir / f"epoch-{completed:04d}.pt", "epoch", background=True)
         if self._early_stop(completed):
             return f"early stopping: {self.config.early_stopping.monitor} did not improve for " \
                    f"{self.config.early_stopping.patience} epochs"
@@ -769,7 +778,7 @@ class Trainer:
         log.info("rank %d applies %s at step %d", self.parallel.rank, command.to_dict(), self.step)
         if isinstance(command, Pause) and not self._paused:
             self._paused = True
-            self.write_pending_best()
+            self._settle_checkpoints()
             self._set_state("paused")
         elif isinstance(command, Resume) and self._paused:
             self._paused = False
@@ -845,9 +854,10 @@ class Trainer:
             "history_json": json.dumps(self.history.records),
         }
 
-    def save(self, path: Path, reason: str) -> str | None:
-        """Write a checkpoint now (we are at a step boundary). Never writes non-finite weights, nor finite
-        ones whose last loss was not finite (diverged weights can still be finite, just huge).
+    def save(self, path: Path, reason: str, background: bool = False) -> str | None:
+        """Write a checkpoint of this step boundary. Never writes non-finite weights, nor finite ones whose
+        last loss was not finite (diverged weights can still be finite, just huge). background: a copy of a
+        small state (STATE_COPY_MAX_BYTES) is written while training goes on, and reported when it lands.
         Under torchrun rank 0 alone writes, the plain (unwrapped) model: it loads in any world size."""
         if not self.parallel.is_main:
             return None
@@ -859,45 +869,70 @@ class Trainer:
             self._emit(CheckpointFailed(str(path), "the loss is not finite; the last good checkpoint is kept",
                                         reason))
             return None
+        self._collect_writes(wait=True)  # files land in the order they were asked for
+        payload = self.checkpoint_payload(reason)
+        if background and self._state_bytes() <= STATE_COPY_MAX_BYTES:
+            self._writes.submit(path, _snapshot(payload), reason)
+            return str(path)
         try:
-            size = checkpoints.save_checkpoint(path, self.checkpoint_payload(reason))
+            size = checkpoints.save_checkpoint(path, payload)
         except checkpoints.CheckpointError as error:
             self._emit(CheckpointFailed(str(path), error.message, reason))
             return None
-        self.last_checkpoint = str(path)
-        self._emit(CheckpointSaved(str(path), size, self.epoch, self.step, reason))
+        self._saved(str(path), size, self.epoch, self.step, reason)
         return str(path)
+
+    def _saved(self, path: str, size: int, epoch: int, step: int, reason: str) -> None:
+        self.last_checkpoint = path
+        self._emit(CheckpointSaved(path, size, epoch, step, reason))
+        if reason == "epoch":
+            self._prune_periodic()  # only once the newer one is on disk
+
+    def _collect_writes(self, wait: bool = False) -> None:
+        """Report the background write that has ended (wait: wait for the one under way)."""
+        for written in self._writes.finished(wait):
+            if written.error is None:
+                self._saved(written.path, written.size, written.epoch, written.step, written.reason)
+            else:
+                self._emit(CheckpointFailed(written.path, written.error, written.reason))
+
+    def _settle_checkpoints(self) -> None:
+        """Before a pause and at the end: every checkpoint asked for is on disk and reported."""
+        self._collect_writes(wait=True)
+        self.write_pending_best()
 
     def _save_best(self) -> None:
         path = self.run_dir / "best.pt"
         if time.monotonic() - self._best_written_at >= BEST_WRITE_INTERVAL_S or self._state_bytes() > \
-                BEST_IN_MEMORY_MAX_BYTES or not self.parallel.is_main:
+                STATE_COPY_MAX_BYTES or not self.parallel.is_main:
             self._pending_best = None
-            if self.save(path, "best"):
+            if self.save(path, "best", background=True):
                 self._best_written_at = time.monotonic()
             return
         if not self._weights_finite() or self._loss_not_finite:
             self.save(path, "best")  # says why it is not written
             return
-        payload = self.checkpoint_payload("best")
-        self._pending_best = {**payload, "model": _cloned(payload["model"]), "optimizer": _cloned(payload["optimizer"]),
-                              "scheduler": _cloned(payload["scheduler"]), "scaler": _cloned(payload["scaler"])}
+        self._pending_best = _snapshot(self.checkpoint_payload("best"))
 
-    def write_pending_best(self) -> None:
-        """Write the best checkpoint kept in memory, if any (see BEST_WRITE_INTERVAL_S)."""
+    def write_pending_best(self, background: bool = False) -> None:
+        """Write the best checkpoint kept in memory, if any (see BEST_WRITE_INTERVAL_S); background: on
+        the writer's thread."""
         payload, self._pending_best = self._pending_best, None
         if payload is None:
             return
         path = self.run_dir / "best.pt"
+        self._collect_writes(wait=True)
+        if background:
+            self._writes.submit(path, payload, "best")
+            self._best_written_at = time.monotonic()
+            return
         try:
             size = checkpoints.save_checkpoint(path, payload)
         except checkpoints.CheckpointError as error:
             self._emit(CheckpointFailed(str(path), error.message, "best"))
             return
         self._best_written_at = time.monotonic()
-        self.last_checkpoint = str(path)
-        meta = payload["meta"]
-        self._emit(CheckpointSaved(str(path), size, payload["trainer"]["epoch"], meta["step"], "best"))
+        self._saved(str(path), size, payload["trainer"]["epoch"], payload["meta"]["step"], "best")
 
     def _state_bytes(self) -> int:
         tensors = [*self.model.parameters(), *(value for state in self.optimizer.state.values()
