@@ -108,3 +108,26 @@ def test_a_line_cut_short_by_a_crash_is_skipped(tmp_path):
     path.write_text('{"type": "progress", "step": 1}\n{"type": "progress", "st', encoding="utf-8")
     assert read_metrics(path) == [{"type": "progress", "step": 1}]
     assert read_metrics(tmp_path / "missing.jsonl") == []
+
+
+def test_the_run_history_stays_bounded_and_its_json_matches_its_records(monkeypatch):
+    """A checkpoint carries the run's history for its charts after a resume: past the limit every other
+    progress record goes, epochs stay, and the JSON a checkpoint stores is exactly the records kept."""
+    from tui_trainer.engine import trainer
+
+    monkeypatch.setattr(trainer, "HISTORY_LIMIT", 100)
+    history = trainer.RunHistory()
+    for step in range(1, 301):
+        line = history.add({"type": "progress", "step": step, "train_loss": 1 / step})
+        assert json.loads(line)["step"] == step
+        if step % 50 == 0:
+            history.add({"type": "epoch_ended", "step": step, "val": {"val_loss": math.nan}})
+    assert len(history.records) <= 101
+    assert [record for record in history.records if record["type"] == "epoch_ended"] == [
+        {"type": "epoch_ended", "step": step, "val": {"val_loss": math.nan}} for step in range(50, 301, 50)]
+    assert history.records[-1]["step"] == 300
+    decoded = json.loads(history.to_json())
+    assert json.dumps(decoded) == json.dumps(history.records)
+    again = trainer.RunHistory()
+    again.replace(decoded)
+    assert again.to_json() == history.to_json()

@@ -114,9 +114,13 @@ class MetricsLog:
         self._file: TextIO | None = None
 
     def write(self, record: dict[str, Any]) -> None:
+        self.write_line(json.dumps(record, allow_nan=True))
+
+    def write_line(self, line: str) -> None:
+        """One record already encoded as JSON."""
         if self._file is None:
             self._file = self.path.open("a", encoding="utf-8")
-        self._file.write(json.dumps(record, allow_nan=True) + "\n")
+        self._file.write(line + "\n")
         self._file.flush()
 
     def close(self) -> None:

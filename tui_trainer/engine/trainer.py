@@ -136,13 +136,28 @@ class RunHistory:
     every other progress record goes (epochs and hyperparameter changes always stay)."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    """Each record as JSON, encoded once: metrics.jsonl gets the same text, and a checkpoint joins them."""
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: dict[str, Any]) -> str:
+        """Keep record; returns it as one line of JSON."""
+        line = json.dumps(record)
         self.records.append(record)
+        self.lines.append(line)
         if len(self.records) > HISTORY_LIMIT:
             progress = [index for index, rec in enumerate(self.records) if rec["type"] == "progress"]
             drop = set(progress[::2])
-            self.records = [rec for index, rec in enumerate(self.records) if index not in drop]
+            kept = [index for index in range(len(self.records)) if index not in drop]
+            self.records = [self.records[index] for index in kept]
+            self.lines = [self.lines[index] for index in kept]
+        return line
+
+    def replace(self, records: list[dict[str, Any]]) -> None:
+        self.records = list(records)
+        self.lines = [json.dumps(record) for record in self.records]
+
+    def to_json(self) -> str:
+        return "[" + ",".join(self.lines) + "]"
 
 
 class Trainer:
@@ -327,14 +342,14 @@ class Trainer:
         self.elapsed_before = state["elapsed_s"]
         self.epoch_totals = list(state["epoch_totals"])
         if "history_json" in payload:
-            self.history.records = json.loads(payload["history_json"])
+            self.history.replace(json.loads(payload["history_json"]))
         else:  # written before the history went in as one JSON string
-            self.history.records = list(payload.get("history", []))
+            self.history.replace(payload.get("history", []))
         checkpoints.restore_rng(payload["rng"])
         if not (self.run_dir / "metrics.jsonl").exists() and self._metrics_log is not None:
             # A branch (see plan_run_dir) starts its metrics.jsonl with the history it continues.
-            for record in self.history.records:
-                self._metrics_log.write(record)
+            for line in self.history.lines:
+                self._metrics_log.write_line(line)
 
     # ------------------------------------------------------------ events
 
@@ -343,11 +358,10 @@ class Trainer:
             self.on_event(event)
 
     def _record(self, event: Event) -> None:
-        record = {**event.to_dict(), "time": time.time()}
-        self.history.add(record)
+        line = self.history.add({**event.to_dict(), "time": time.time()})
         if self._metrics_log is not None:
             try:
-                self._metrics_log.write(record)
+                self._metrics_log.write_line(line)
             except OSError as error:
                 self._metrics_log = None
                 self._emit(Warning(f"metrics.jsonl is no longer written: {error.strerror or error}"))
@@ -851,7 +865,7 @@ class Trainer:
             },
             "rng": checkpoints.capture_rng(),
             # One string, not thousands of small dicts: the pickler visits each object it writes.
-            "history_json": json.dumps(self.history.records),
+            "history_json": self.history.to_json(),
         }
 
     def save(self, path: Path, reason: str, background: bool = False) -> str | None:
