@@ -174,3 +174,23 @@ def test_attach_and_stop_name_missing_runs(tmp_path):
     assert result.returncode == 2 and "no run 'nope'" in result.stderr
     result = run_cli(["attach", "--checkpoint-dir", str(tmp_path)], tmp_path)
     assert result.returncode == 2 and "no live run" in result.stderr
+
+
+def test_an_engine_ending_leaves_the_socket_of_a_newer_engine_in_its_folder(tmp_path):
+    """Resuming a run's own last.pt continues in its folder: the new engine binds the control socket while
+    the old one may still be ending, and the old one's cleanup must not take the new socket away."""
+    import socket
+
+    from tui_trainer.detached.server import ControlServer, EventHub
+    from tui_trainer.engine.controls import Controls
+
+    ending = ControlServer(tmp_path, EventHub(), Controls())
+    newer = ControlServer(tmp_path, EventHub(), Controls())
+    ending.close()
+    try:
+        assert newer.path.exists()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(str(newer.path))
+    finally:
+        newer.close()
+    assert not newer.path.exists()

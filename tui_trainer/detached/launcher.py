@@ -123,8 +123,11 @@ def supervise(run_dir: Path, engine_command: list[str]) -> int:
         info.exit_status = describe_exit(returncode)
         info.reason = f"the engine process {info.exit_status}"
         write_run_info(info)
-    with contextlib.suppress(FileNotFoundError):
-        (run_dir / SOCKET_FILE).unlink()
+    if returncode < 0:
+        # Killed: it could not remove its socket. An engine that ended by itself removed its own, and the
+        # path may already be a newer engine's (resuming a run's last.pt continues in its folder).
+        with contextlib.suppress(FileNotFoundError):
+            (run_dir / SOCKET_FILE).unlink()
     return 0 if returncode == 0 else 1
 
 

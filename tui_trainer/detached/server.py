@@ -150,6 +150,7 @@ class ControlServer:
         finally:
             os.umask(previous_umask)
         os.chmod(self.path, 0o600)
+        self._inode = self.path.stat().st_ino
         self._socket.listen(8)
         self._stopping = False
         threading.Thread(target=self._accept, name="control-accept", daemon=True).start()
@@ -225,8 +226,11 @@ class ControlServer:
         self._stopping = True
         with contextlib.suppress(OSError):
             self._socket.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        # Only our own: a run resumed from its own last.pt continues in this folder, and its engine may
+        # have bound the path anew while this one was still ending.
+        with contextlib.suppress(OSError):
+            if self.path.stat().st_ino == self._inode:
+                self.path.unlink()
 
 
 def install_stop_signals(controls: Controls) -> None:

@@ -37,6 +37,7 @@ from tui_trainer.engine.checkpoints import CheckpointError
 from tui_trainer.engine.events import CheckpointFailed, CheckpointSaved, RunStarted
 from tui_trainer.engine.runinfo import LIVE_STATES, RunInfo, effective_state, read_run_info
 from tui_trainer.launch import LaunchOptions, resolve_config
+from tui_trainer.logs import get_logger
 from tui_trainer.ui.heap import freeze_long_lived, thaw_long_lived
 from tui_trainer.ui.remote_session import EngineCuda, EngineProcess, RemoteSession, attach_command
 from tui_trainer.ui.run_view import LogLine
@@ -74,6 +75,8 @@ def one_line(error: BaseException) -> str:
         return text or type(error).__name__
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
+
+log = get_logger("app")
 
 class TrainerApp(App[int]):
     """tui-trainer's full-screen app."""
@@ -214,10 +217,12 @@ class TrainerApp(App[int]):
         else:
             self._set_note(f"starting {self.launching} in the background")
             self.notify(f"Starting {self.launching} in the background ...", timeout=4)
+        log.info("launching %s (owned=%s, paused=%s)", self.launching, options.owned, paused)
         self.run_worker(lambda: launch_detached(options, pause_on_fault=True), thread=True, exit_on_error=False,
                         group="launch", name="launch", description=f"launching {self.launching}")
 
     def _launched(self, worker: Worker, state: WorkerState) -> None:
+        log.info("launch ended: %s %s", state.name, one_line(worker.error) if worker.error else "")
         self.launching = None
         self.setup_screen.show_launching(False)
         if state == WorkerState.SUCCESS and worker.result is not None:
@@ -386,6 +391,7 @@ class TrainerApp(App[int]):
             self.dashboard.update(lines)
 
     def _resume_config_ready(self, worker: Worker, state: WorkerState) -> None:
+        log.info("resume config: %s %s", state.name, one_line(worker.error) if worker.error else "")
         if state == WorkerState.SUCCESS and worker.result is not None:
             if self.options.detach or self.options.processes > 1:
                 options = LaunchOptions(resume=self.options.resume, overrides=self.options.overrides,
