@@ -54,16 +54,12 @@ class BackgroundWrites:
         self._thread = threading.Thread(target=write, name="checkpoint-writer")
         self._thread.start()
 
-    def finished(self, wait: bool = False) -> list[Written]:
-        """The write that has ended since the last call (waiting for it with wait=True), if any."""
+    def finished(self, wait: bool = False) -> Written | None:
+        """How the write under way ended, once it has (waiting for it with wait=True); None if none has."""
         thread = self._thread
         if thread is None or (not wait and thread.is_alive()):
-            return []
+            return None
         thread.join()
         self._thread = None
         result, self._result = self._result, None
-        return [result] if result is not None else []
-
-    @property
-    def busy(self) -> bool:
-        return self._thread is not None
+        return result

@@ -904,11 +904,13 @@ class Trainer:
 
     def _collect_writes(self, wait: bool = False) -> None:
         """Report the background write that has ended (wait: wait for the one under way)."""
-        for written in self._writes.finished(wait):
-            if written.error is None:
-                self._saved(written.path, written.size, written.epoch, written.step, written.reason)
-            else:
-                self._emit(CheckpointFailed(written.path, written.error, written.reason))
+        written = self._writes.finished(wait)
+        if written is None:
+            return
+        if written.error is None:
+            self._saved(written.path, written.size, written.epoch, written.step, written.reason)
+        else:
+            self._emit(CheckpointFailed(written.path, written.error, written.reason))
 
     def _settle_checkpoints(self) -> None:
         """Before a pause and at the end: every checkpoint asked for is on disk and reported."""

@@ -68,6 +68,9 @@ OWN_ERRORS = (ConfigError, DatasetError, CheckpointError, DetachError, RunUnavai
 """Errors whose text is already a one-line message for the user."""
 
 
+log = get_logger("app")
+
+
 def one_line(error: BaseException) -> str:
     """An error as the screen shows it: its own one-line text, never a traceback."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
@@ -75,8 +78,6 @@ def one_line(error: BaseException) -> str:
         return text or type(error).__name__
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
-
-log = get_logger("app")
 
 class TrainerApp(App[int]):
     """tui-trainer's full-screen app."""
