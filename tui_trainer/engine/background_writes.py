@@ -1,17 +1,21 @@
-"""Checkpoint writes off the training thread: the trainer hands over a copy of the payload and goes on
-with its next steps while the file is written, fsynced and renamed into place.
+"""Checkpoint writes off the training thread: the trainer hands over the checkpoint's bytes (serialized
+on its own thread, see checkpoints.serialize) and goes on with its next steps while the file is written,
+fsynced and renamed into place. The writer runs almost no Python, so it hardly competes with training for
+the interpreter lock: it waits on the disk.
 
 One write at a time: a new one waits for the last, so files land in the order they were asked for and at
 most one copy of the state is held. The trainer collects what was written at its next step boundaries and
 reports it then; it waits for the write under way before a pause, a synchronous save and the run's end.
+One writer thread serves a whole run: starting a thread per write cost a tiny model's run more than the
+write itself.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tui_trainer.engine import checkpoints
 
@@ -28,38 +32,63 @@ class Written:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class _Write:
+    path: Path
+    data: bytes | memoryview
+    reason: str
+    epoch: int
+    step: int
+
+
 class BackgroundWrites:
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
-        self._result: Written | None = None
+        self._writes: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[Written] = queue.SimpleQueue()
+        self._under_way = False
 
-    def submit(self, path: Path, payload: dict[str, Any], reason: str) -> None:
-        """Start writing payload (a copy no step will change) to path. Call finished(wait=True) first: this
-        waits for the write under way, whose result would otherwise be lost."""
-        if self._thread is not None:
+    def submit(self, path: Path, data: bytes | memoryview, reason: str, epoch: int, step: int) -> None:
+        """Start writing a checkpoint's bytes to path. Call finished(wait=True) first: this waits for the
+        write under way, whose result would otherwise be lost."""
+        if self._under_way:
             raise RuntimeError("collect the write under way before starting another")
-        epoch, step = payload["trainer"]["epoch"], payload["meta"]["step"]
-
-        def write() -> None:
-            try:
-                size = checkpoints.save_checkpoint(path, payload)
-            except checkpoints.CheckpointError as error:
-                self._result = Written(str(path), reason, epoch, step, error=error.message)
-            except Exception as error:  # reported like a failed save; the previous file is untouched
-                self._result = Written(str(path), reason, epoch, step, error=f"not saved: {error}")
-            else:
-                self._result = Written(str(path), reason, epoch, step, size=size)
-
-        # Not a daemon: an interpreter that exits lets the write land first.
-        self._thread = threading.Thread(target=write, name="checkpoint-writer")
-        self._thread.start()
+        if self._thread is None:
+            # A daemon: the trainer closes it at the run's end (a stop, a signal and a quit all end the run
+            # that way). An interpreter dying mid-write leaves the previous file whole: writes are atomic.
+            self._thread = threading.Thread(target=self._write_each, name="checkpoint-writer", daemon=True)
+            self._thread.start()
+        self._under_way = True
+        self._writes.put(_Write(path, data, reason, epoch, step))
 
     def finished(self, wait: bool = False) -> Written | None:
         """How the write under way ended, once it has (waiting for it with wait=True); None if none has."""
-        thread = self._thread
-        if thread is None or (not wait and thread.is_alive()):
+        if not self._under_way:
             return None
-        thread.join()
-        self._thread = None
-        result, self._result = self._result, None
+        try:
+            result = self._results.get(block=wait)
+        except queue.Empty:
+            return None
+        self._under_way = False
         return result
+
+    def close(self) -> None:
+        """Let the writer thread end, once the write under way (if any) is on disk."""
+        if self._thread is not None:
+            self._writes.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _write_each(self) -> None:
+        while (write := self._writes.get()) is not None:
+            self._results.put(self._write(write))
+
+    @staticmethod
+    def _write(write: _Write) -> Written:
+        done = {"path": str(write.path), "reason": write.reason, "epoch": write.epoch, "step": write.step}
+        try:
+            return Written(**done, size=checkpoints.save_checkpoint(write.path, write.data))
+        except checkpoints.CheckpointError as error:
+            return Written(**done, error=error.message)
+        except Exception as error:  # reported like a failed save; the previous file is untouched
+            return Written(**done, error=f"not saved: {error}")

