@@ -180,6 +180,9 @@ class RunConfig(Section):
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast precision.")
     grad_clip: float | None = Field(None, gt=0, description="Clip the gradients' global norm to this.")
     compile: bool = Field(False, description="torch.compile the model (falls back cleanly when it fails).")
+    channels_last: bool | None = Field(
+        None, description="Convolution weights in channels-last memory order (faster convolutions on CPUs and "
+                          "GPUs); unset: on for the catalog's cnn, off for a model of your own.")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 

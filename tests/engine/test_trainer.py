@@ -539,6 +539,45 @@ def test_compiled_forward_that_fails_falls_back_to_eager(make_config, run_traine
     assert sum("torch.compile failed" in event.message for event in events.of(Warning)) == 1
 
 
+def _conv_weights(model):
+    """Those whose layout tells (a weight of one input channel is in both layouts at once)."""
+    return [module.weight for module in model.modules()
+            if isinstance(module, torch.nn.Conv2d) and module.in_channels > 1]
+
+
+def test_the_catalog_cnn_trains_in_channels_last_and_its_checkpoint_loads_into_a_plain_model(make_config,
+                                                                                               run_trainer):
+    from tui_trainer.catalog.models import build_model
+
+    config = make_config("digits-cnn", epochs=1, max_steps=3)
+    finished, _, trainer = run_trainer(config)
+    assert finished.state == "finished"
+    weights = _conv_weights(trainer.model)
+    assert weights and all(weight.is_contiguous(memory_format=torch.channels_last) for weight in weights)
+    plain = build_model("cnn", None, config.model.options, trainer.data.input_shape, trainer.data.num_outputs)
+    plain.load_state_dict(load_checkpoint(trainer.run_dir / "last.pt")["model"])
+    assert all(torch.equal(plain.state_dict()[key], value) for key, value in trainer.model.state_dict().items())
+
+
+def test_channels_last_is_off_when_the_preset_says_so_and_for_a_model_of_your_own(make_config, run_trainer,
+                                                                                  user_module):
+    _, _, trainer = run_trainer(make_config("digits-cnn", epochs=1, max_steps=2, channels_last=False))
+    assert _conv_weights(trainer.model)
+    assert not any(weight.is_contiguous(memory_format=torch.channels_last) for weight in _conv_weights(trainer.model))
+    name = user_module("""
+        from torch import nn
+
+        def build(input_shape, num_outputs):
+            channels, height, width = input_shape
+            return nn.Sequential(nn.Conv2d(channels, 4, 3), nn.Conv2d(4, 4, 3), nn.Flatten(),
+                                 nn.Linear(4 * (height - 4) * (width - 4), num_outputs))
+    """)
+    config = make_config("digits-cnn", {"model": {"import": f"{name}:build"}}, epochs=1, max_steps=2)
+    _, _, trainer = run_trainer(config)
+    assert _conv_weights(trainer.model)
+    assert not any(weight.is_contiguous(memory_format=torch.channels_last) for weight in _conv_weights(trainer.model))
+
+
 # ---------------------------------------------------------------- no per-step device reads
 
 READS = ("item", "tolist", "cpu", "numpy")

@@ -230,6 +230,8 @@ class Trainer:
 
         self.model = build_model(config.model.name, config.model.import_target, config.model.options,
                                  self.data.input_shape, self.data.num_outputs).to(self.device)
+        if self._channels_last():
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.train_model = self.model
         if self.parallel.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -240,6 +242,7 @@ class Trainer:
         self.loss_fn = build_loss(config.loss.name, config.loss.options, self.data.num_outputs)
         hyperparameters = config.optimizer.model_dump(exclude={"name"})
         self.optimizer = build_optimizer(config.optimizer.name, self.model.parameters(), hyperparameters)
+        self._trained_parameters = [parameter for group in self.optimizer.param_groups for parameter in group["params"]]
         self.scheduler = schedules.build_scheduler(config, self.optimizer, self.steps_per_epoch, self.total_steps)
         self.scheduler_per_step = schedules.steps_per_step(self.scheduler)
         self.scaler = torch.amp.GradScaler(self.device.type) if config.precision == "fp16" else None
@@ -279,6 +282,14 @@ class Trainer:
         steps, remainder = divmod(size, batch)
         # A last batch of one sample breaks BatchNorm in training; it is dropped.
         return steps + (1 if remainder > 1 else 0)
+
+    def _channels_last(self) -> bool:
+        """Channels-last convolution weights: a digits-cnn step takes 12% less time on a CPU (oneDNN's
+        pooling and convolutions skip their layout conversions), and tensor cores want them too. A model of
+        your own opts in (channels_last: true): a .view() in it may not take the layout."""
+        if self.config.channels_last is not None:
+            return self.config.channels_last
+        return self.config.model.name == "cnn"
 
     def _maybe_compile(self, model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         if not self.config.compile:
@@ -542,7 +553,10 @@ class Trainer:
         with self.autocast():
             outputs = self._forward(inputs)
             loss = self.loss_fn(outputs, targets)
-        self.optimizer.zero_grad(set_to_none=True)
+        # What optimizer.zero_grad(set_to_none=True) does, without its profiler and compiler wrappers: 12 us
+        # a step, 7% of a run of iris-linear.
+        for parameter in self._trained_parameters:
+            parameter.grad = None
         clip = self.config.grad_clip
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
