@@ -54,6 +54,12 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def paired_ratio(runs: dict[str, list[float]], numerator: str, denominator: str) -> float:
+    """The median of the ratios within each round. The machine's speed drifts between rounds (the same loop
+    ran 800 and 1,130 steps/s minutes apart here); two runs of one round share its speed."""
+    return median([top / bottom for top, bottom in zip(runs[numerator], runs[denominator], strict=True)])
+
+
 def print_table(title: str, table: list[tuple[str, ...]]) -> None:
     """A short table on stderr."""
     width = [max(len(row[column]) for row in table) for column in range(len(table[0]))]

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import WORKLOADS, interleave, median, print_table, report, workload_config
+from common import WORKLOADS, interleave, median, paired_ratio, print_table, report, workload_config
 
 from tui_trainer.catalog.datasets import build_dataset
 from tui_trainer.catalog.losses import build_loss
@@ -198,6 +198,7 @@ def main() -> None:
     epochs = {name: spec["epochs"] for name, spec in WORKLOADS.items()}
     results, table = {}, [("workload", "ms/step (b)", "a tutorial", "b hand", "c headless", "d app",
                            "e detached", "f in-thread", "c/b", "d/b", "e/b", "f/b", "c/a")]
+    paired_rows = [("workload", "c/b", "d/b", "e/b", "f/b", "c/a")]
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
         for name in filter(None, args.workloads.split(",")):
@@ -227,8 +228,14 @@ def main() -> None:
                 ratios["e/b"] = medians["e_app_detached"] / hand
             if "f_app_in_thread" in medians:
                 ratios["f/b"] = medians["f_app_in_thread"] / hand
-            results[name] = {"steps_per_s": runs, "median_steps_per_s": medians, "ratios": ratios,
+            paired = {f"{label} paired": paired_ratio(runs, top, bottom) for label, (top, bottom) in {
+                "c/b": ("c_headless", "b_hand_written"), "c/a": ("c_headless", "a_tutorial"),
+                "d/b": ("d_app", "b_hand_written"), "e/b": ("e_app_detached", "b_hand_written"),
+                "f/b": ("f_app_in_thread", "b_hand_written")}.items() if top in runs}
+            results[name] = {"steps_per_s": runs, "median_steps_per_s": medians, "ratios": {**ratios, **paired},
                              "ms_per_step_hand_written": 1000 / hand}
+            paired_rows.append((name, *(f"{paired[f'{key} paired']:.3f}" if f"{key} paired" in paired else "-"
+                                        for key in ("c/b", "d/b", "e/b", "f/b", "c/a"))))
             table.append((name, f"{1000 / hand:.2f}",
                           *(f"{medians[key]:.1f}" if key in medians else "-"
                             for key in ("a_tutorial", "b_hand_written", "c_headless", "d_app", "e_app_detached",
@@ -259,9 +266,12 @@ def main() -> None:
                                    "c_headless": lambda config=config: headless_run(config, folder)}, args.repeats)
                 medians = {key: median(values) for key, values in runs.items()}
                 ratio = medians["c_headless"] / medians["a_tutorial"]
-                results[f"preset:{name}"] = {"steps_per_s": runs, "median_steps_per_s": medians, "c/a": ratio}
+                paired = paired_ratio(runs, "c_headless", "a_tutorial")
+                results[f"preset:{name}"] = {"steps_per_s": runs, "median_steps_per_s": medians, "c/a": ratio,
+                                             "c/a paired": paired}
                 table.append((name, "", f"{medians['a_tutorial']:.1f}", "", f"{medians['c_headless']:.1f}", "", "",
                               "", "", "", "", "", f"{ratio:.3f}"))
+                paired_rows.append((name, "-", "-", "-", "-", f"{paired:.3f}"))
     results["ui_thread_cpu_fraction_median"] = {key: median(values) for key, values in UI_THREAD_CPU.items()}
     results["steady_steps_per_s"] = STEADY
     steady_rows = [("steady state (after 2 s)", "runner", "steps/s", "vs b")]
@@ -274,6 +284,9 @@ def main() -> None:
             steady_rows.append((workload, runner, f"{median(values):.1f}", f"{ratio:.3f}"))
     if len(steady_rows) > 1:
         print_table("overhead: the app's steady state", steady_rows)
+    if len(paired_rows) > 1:
+        print_table("overhead: median of the ratios within each round (paired: drift between rounds cancels)",
+                    paired_rows)
     results["torch_threads"] = torch.get_num_threads()
     report("overhead: steps/s (median), ratios", results, table)
 
