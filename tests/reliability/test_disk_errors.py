@@ -4,7 +4,6 @@ import errno
 import os
 
 import pytest
-import torch
 
 from tui_trainer.config import config_from_dict
 from tui_trainer.engine import checkpoints
@@ -25,17 +24,34 @@ def _config(tmp_path, epochs=4):
                                                 (errno.EACCES, "Permission denied")])
 def test_failing_disk_keeps_training_and_earlier_checkpoints(tmp_path, monkeypatch, code, phrase):
     events = []
-    real_save = torch.save
-    state = {"saves": 0}
+    real_fdopen = os.fdopen
+    state = {"files": 0}
 
-    def save_that_fails_after_two(obj, file, *args, **kwargs):
-        state["saves"] += 1
-        if state["saves"] > 2:
-            file.write(b"PK\x03\x04 partial")  # some bytes reach the disk before it fills up
+    class FillingDisk:
+        """A checkpoint's temporary file on a disk that fills up: some bytes land, then the write fails."""
+
+        def __init__(self, file):
+            self.file = file
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+        def write(self, data):
+            self.file.write(b"PK\x03\x04 partial")
             raise OSError(code, os.strerror(code))
-        return real_save(obj, file, *args, **kwargs)
 
-    monkeypatch.setattr(torch, "save", save_that_fails_after_two)
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    def fdopen_that_fails_after_two(descriptor, *args, **kwargs):
+        file = real_fdopen(descriptor, *args, **kwargs)
+        state["files"] += 1
+        return file if state["files"] <= 2 else FillingDisk(file)
+
+    monkeypatch.setattr(checkpoints.os, "fdopen", fdopen_that_fails_after_two)
     result = Trainer(_config(tmp_path), events.append).run()
 
     assert result.state == "finished", "training goes on when a save fails"
