@@ -62,3 +62,21 @@ def test_a_failed_write_is_reported_with_its_reason_and_the_old_file_stays(tmp_p
     assert written.size is None and "disk is full" in written.error and written.reason == "best"
     monkeypatch.setattr(checkpoints, "save_checkpoint", real_save)
     assert _read(target)["x"] == "old"
+
+
+def test_the_writer_lets_go_of_a_checkpoints_bytes_once_it_is_written(tmp_path):
+    """Up to 64 MB of model and optimizer state: not held until the next write comes."""
+    import io
+    import weakref
+
+    buffer = io.BytesIO()
+    torch.save({"weights": torch.zeros(1000)}, buffer)
+    kept = weakref.ref(buffer)
+    data = buffer.getbuffer()
+    del buffer
+    writes = BackgroundWrites()
+    writes.submit(tmp_path / "epoch-1.pt", data, "epoch", 1, 10)
+    del data
+    assert writes.finished(wait=True).error is None
+    assert kept() is None
+    writes.close()

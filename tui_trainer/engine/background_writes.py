@@ -80,8 +80,13 @@ class BackgroundWrites:
             self._thread = None
 
     def _write_each(self) -> None:
-        while (write := self._writes.get()) is not None:
-            self._results.put(self._write(write))
+        while True:
+            write = self._writes.get()
+            if write is None:
+                return
+            result = self._write(write)
+            del write  # its bytes (a whole model and optimizer state) are not kept until the next write
+            self._results.put(result)
 
     @staticmethod
     def _write(write: _Write) -> Written:
