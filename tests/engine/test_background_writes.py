@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tui_trainer.engine import checkpoints
-from tui_trainer.engine.background_writes import BackgroundWrites
+from tui_trainer.engine.background_writes import BackgroundWrites, Serialized
 from tui_trainer.engine.checkpoints import serialize
 
 
@@ -24,8 +24,8 @@ def _read(path):
 def test_writes_land_in_order_on_one_thread_and_are_reported_once(tmp_path):
     writes = BackgroundWrites()
     for epoch in (1, 2, 3):
-        writes.submit(tmp_path / f"epoch-{epoch}.pt", serialize({"weights": torch.full((3,), float(epoch))}),
-                      "epoch", epoch, epoch * 10)
+        checkpoint = Serialized(serialize({"weights": torch.full((3,), float(epoch))}), epoch, epoch * 10)
+        writes.submit(tmp_path / f"epoch-{epoch}.pt", checkpoint, "epoch")
         assert len(_writers()) == 1
         written = writes.finished(wait=True)
         assert (written.path, written.epoch, written.step, written.error) == (
@@ -39,9 +39,9 @@ def test_writes_land_in_order_on_one_thread_and_are_reported_once(tmp_path):
 
 def test_a_second_write_waits_for_the_first_to_be_collected(tmp_path):
     writes = BackgroundWrites()
-    writes.submit(tmp_path / "a.pt", serialize({"x": 1}), "epoch", 1, 1)
+    writes.submit(tmp_path / "a.pt", Serialized(serialize({"x": 1}), 1, 1), "epoch")
     with pytest.raises(RuntimeError, match="collect the write under way"):
-        writes.submit(tmp_path / "b.pt", serialize({"x": 2}), "epoch", 2, 2)
+        writes.submit(tmp_path / "b.pt", Serialized(serialize({"x": 2}), 2, 2), "epoch")
     writes.close()
     assert writes.finished(wait=True).error is None and (tmp_path / "a.pt").exists()
 
@@ -56,7 +56,7 @@ def test_a_failed_write_is_reported_with_its_reason_and_the_old_file_stays(tmp_p
 
     monkeypatch.setattr(checkpoints, "save_checkpoint", full_disk)
     writes = BackgroundWrites()
-    writes.submit(target, serialize({"x": "new"}), "best", 4, 40)
+    writes.submit(target, Serialized(serialize({"x": "new"}), 4, 40), "best")
     written = writes.finished(wait=True)
     writes.close()
     assert written.size is None and "disk is full" in written.error and written.reason == "best"
@@ -75,7 +75,7 @@ def test_the_writer_lets_go_of_a_checkpoints_bytes_once_it_is_written(tmp_path):
     data = buffer.getbuffer()
     del buffer
     writes = BackgroundWrites()
-    writes.submit(tmp_path / "epoch-1.pt", data, "epoch", 1, 10)
+    writes.submit(tmp_path / "epoch-1.pt", Serialized(data, 1, 10), "epoch")
     del data
     assert writes.finished(wait=True).error is None
     assert kept() is None

@@ -33,12 +33,19 @@ class Written:
 
 
 @dataclass(frozen=True)
-class _Write:
-    path: Path
+class Serialized:
+    """A checkpoint in memory: its file's bytes (see checkpoints.serialize) and the step boundary they hold."""
+
     data: bytes | memoryview
-    reason: str
     epoch: int
     step: int
+
+
+@dataclass(frozen=True)
+class _Write:
+    path: Path
+    checkpoint: Serialized
+    reason: str
 
 
 class BackgroundWrites:
@@ -48,8 +55,8 @@ class BackgroundWrites:
         self._results: queue.SimpleQueue[Written] = queue.SimpleQueue()
         self._under_way = False
 
-    def submit(self, path: Path, data: bytes | memoryview, reason: str, epoch: int, step: int) -> None:
-        """Start writing a checkpoint's bytes to path. Call finished(wait=True) first: this waits for the
+    def submit(self, path: Path, checkpoint: Serialized, reason: str) -> None:
+        """Start writing a checkpoint to path. Call finished(wait=True) first: this waits for the
         write under way, whose result would otherwise be lost."""
         if self._under_way:
             raise RuntimeError("collect the write under way before starting another")
@@ -59,7 +66,7 @@ class BackgroundWrites:
             self._thread = threading.Thread(target=self._write_each, name="checkpoint-writer", daemon=True)
             self._thread.start()
         self._under_way = True
-        self._writes.put(_Write(path, data, reason, epoch, step))
+        self._writes.put(_Write(path, checkpoint, reason))
 
     def finished(self, wait: bool = False) -> Written | None:
         """How the write under way ended, once it has (waiting for it with wait=True); None if none has."""
@@ -90,9 +97,10 @@ class BackgroundWrites:
 
     @staticmethod
     def _write(write: _Write) -> Written:
-        done = {"path": str(write.path), "reason": write.reason, "epoch": write.epoch, "step": write.step}
+        checkpoint = write.checkpoint
+        done = {"path": str(write.path), "reason": write.reason, "epoch": checkpoint.epoch, "step": checkpoint.step}
         try:
-            return Written(**done, size=checkpoints.save_checkpoint(write.path, write.data))
+            return Written(**done, size=checkpoints.save_checkpoint(write.path, checkpoint.data))
         except checkpoints.CheckpointError as error:
             return Written(**done, error=error.message)
         except Exception as error:  # reported like a failed save; the previous file is untouched

@@ -29,7 +29,7 @@ from tui_trainer.catalog.models import build_model
 from tui_trainer.catalog.optimizers import OPTIMIZERS, build_optimizer
 from tui_trainer.config import ConfigError, RunConfig, metric_mode
 from tui_trainer.engine import checkpoints, distributed, schedules
-from tui_trainer.engine.background_writes import BackgroundWrites
+from tui_trainer.engine.background_writes import BackgroundWrites, Serialized
 from tui_trainer.engine.controls import Command, Controls, Pause, Resume, Save, SetHyperparameters, Stop
 from tui_trainer.engine.devices import DeviceError, cuda_memory_figures, device_name, resolve_device
 from tui_trainer.engine.events import (
@@ -67,15 +67,6 @@ class TrainingFault(Exception):
     def __init__(self, fault: str, message: str, advice: str = "") -> None:
         super().__init__(message)
         self.fault, self.message, self.advice = fault, message, advice
-
-
-@dataclass(frozen=True)
-class _Serialized:
-    """A checkpoint in memory, as the bytes of its file (see checkpoints.serialize)."""
-
-    data: memoryview
-    epoch: int
-    step: int
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -193,7 +184,7 @@ class Trainer:
         self._metrics_log: MetricsLog | None = None
         self._loss_not_finite = False
         """The last loss measured was NaN or infinite: the weights, finite or not, are not saved."""
-        self._pending_best: _Serialized | None = None
+        self._pending_best: Serialized | None = None
         """A best checkpoint not written yet, see BEST_WRITE_INTERVAL_S."""
         self._best_written_at = float("-inf")
         self._writes = BackgroundWrites()
@@ -882,8 +873,9 @@ class Trainer:
 
     def save(self, path: Path, reason: str, background: bool = False) -> str | None:
         """Write a checkpoint of this step boundary. Never writes non-finite weights, nor finite ones whose
-        last loss was not finite (diverged weights can still be finite, just huge). background: a copy of a
-        small state (STATE_COPY_MAX_BYTES) is written while training goes on, and reported when it lands.
+        last loss was not finite (diverged weights can still be finite, just huge). background: a small state
+        (STATE_COPY_MAX_BYTES) is serialized now, its file written while training goes on and reported when it
+        lands.
         Under torchrun rank 0 alone writes, the plain (unwrapped) model: it loads in any world size."""
         if not self.parallel.is_main:
             return None
@@ -898,7 +890,7 @@ class Trainer:
         self._collect_writes(wait=True)  # files land in the order they were asked for
         payload = self.checkpoint_payload(reason)
         if background and self._state_bytes() <= STATE_COPY_MAX_BYTES:
-            self._writes.submit(path, checkpoints.serialize(payload), reason, self.epoch, self.step)
+            self._writes.submit(path, Serialized(checkpoints.serialize(payload), self.epoch, self.step), reason)
             return str(path)
         try:
             size = checkpoints.save_checkpoint(path, payload)
@@ -940,8 +932,8 @@ class Trainer:
         if not self._weights_finite() or self._loss_not_finite:
             self.save(path, "best")  # says why it is not written
             return
-        self._pending_best = _Serialized(checkpoints.serialize(self.checkpoint_payload("best")), self.epoch,
-                                         self.step)
+        self._pending_best = Serialized(checkpoints.serialize(self.checkpoint_payload("best")), self.epoch,
+                                        self.step)
 
     def write_pending_best(self, background: bool = False) -> None:
         """Write the best checkpoint kept in memory, if any (see BEST_WRITE_INTERVAL_S); background: on
@@ -952,7 +944,7 @@ class Trainer:
         path = self.run_dir / "best.pt"
         self._collect_writes(wait=True)
         if background:
-            self._writes.submit(path, pending.data, "best", pending.epoch, pending.step)
+            self._writes.submit(path, pending, "best")
             self._best_written_at = time.monotonic()
             return
         try:
