@@ -81,6 +81,33 @@ def test_round_trip_keeps_every_tensor(tmp_path, payload):
     assert temp_files(tmp_path) == []
 
 
+def test_a_snapshot_keeps_the_values_of_its_moment_and_saves_like_the_original(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3)).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.ones(2, 1, 5, 5)).sum().backward()
+    optimizer.step()
+    payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "meta": {"epoch": 3}}
+    before = {name: tensor.clone() for name, tensor in payload["model"].items()}
+
+    snapshot = checkpoints.snapshot(payload)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    optimizer.step()
+
+    for name, tensor in snapshot["model"].items():
+        assert torch.equal(tensor, before[name])
+    assert snapshot["model"]["0.weight"].is_contiguous(memory_format=torch.channels_last)
+    assert snapshot["model"]._metadata == payload["model"]._metadata  # what load_state_dict reads versions from
+    assert snapshot["optimizer"]["state"][0]["step"] == 1
+    save_checkpoint(tmp_path / "best.pt", snapshot)
+    loaded = torch.load(tmp_path / "best.pt", weights_only=True)
+    fresh = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3))
+    fresh.load_state_dict(loaded["model"])
+    assert torch.equal(fresh[0].weight, before["0.weight"])
+    assert loaded["meta"] == {"epoch": 3}
+
+
 @pytest.mark.parametrize("older_format", [False, True], ids=["current", "tuple-of-ints (older checkpoints)"])
 def test_random_generators_resume_where_they_were_saved(tmp_path, older_format):
     import random

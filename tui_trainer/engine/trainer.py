@@ -56,10 +56,10 @@ BEST_WRITE_INTERVAL_S = 5.0
 """best.pt is written at most this often; a newer best in between is kept in memory and written when the
 interval is up, at a pause, a fault or the end (runs with tiny epochs improve many times a second)."""
 STATE_COPY_MAX_BYTES = 64 * 2**20
-"""Up to this size a model (with its optimizer state) is serialized in memory rather than written at once: a
-newer best waits in memory (see BEST_WRITE_INTERVAL_S), and the files of periodic and best checkpoints are
-written on a thread of their own while training goes on. Above it, holding a second copy costs more than
-the write: the training thread writes them itself."""
+"""Up to this size a model (with its optimizer state) is copied in memory rather than written at once: a
+newer best waits in memory as a snapshot (see BEST_WRITE_INTERVAL_S), and periodic and best checkpoints are
+serialized and their files written on a thread of their own while training goes on. Above it, holding a
+second copy costs more than the write: the training thread writes them itself."""
 HISTORY_LIMIT = 20_000
 
 
@@ -184,8 +184,8 @@ class Trainer:
         self._metrics_log: MetricsLog | None = None
         self._loss_not_finite = False
         """The last loss measured was NaN or infinite: the weights, finite or not, are not saved."""
-        self._pending_best: Serialized | None = None
-        """A best checkpoint not written yet, see BEST_WRITE_INTERVAL_S."""
+        self._pending_best: dict[str, Any] | None = None
+        """A best checkpoint not written yet (a checkpoints.snapshot of its payload), see BEST_WRITE_INTERVAL_S."""
         self._best_written_at = float("-inf")
         self._writes = BackgroundWrites()
 
@@ -932,8 +932,7 @@ class Trainer:
         if not self._weights_finite() or self._loss_not_finite:
             self.save(path, "best")  # says why it is not written
             return
-        self._pending_best = Serialized(checkpoints.serialize(self.checkpoint_payload("best")), self.epoch,
-                                        self.step)
+        self._pending_best = checkpoints.snapshot(self.checkpoint_payload("best"))
 
     def write_pending_best(self, background: bool = False) -> None:
         """Write the best checkpoint kept in memory, if any (see BEST_WRITE_INTERVAL_S); background: on
@@ -942,18 +941,19 @@ class Trainer:
         if pending is None:
             return
         path = self.run_dir / "best.pt"
+        epoch, step = pending["trainer"]["epoch"], pending["trainer"]["step"]
         self._collect_writes(wait=True)
         if background:
-            self._writes.submit(path, pending, "best")
+            self._writes.submit(path, Serialized(checkpoints.serialize(pending), epoch, step), "best")
             self._best_written_at = time.monotonic()
             return
         try:
-            size = checkpoints.save_checkpoint(path, pending.data)
+            size = checkpoints.save_checkpoint(path, pending)
         except checkpoints.CheckpointError as error:
             self._emit(CheckpointFailed(str(path), error.message, "best"))
             return
         self._best_written_at = time.monotonic()
-        self._saved(str(path), size, pending.epoch, pending.step, "best")
+        self._saved(str(path), size, epoch, step, "best")
 
     def _state_bytes(self) -> int:
         tensors = [*self.model.parameters(), *(value for state in self.optimizer.state.values()
