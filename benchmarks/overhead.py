@@ -2,7 +2,8 @@
 
 (a) tutorial: a DataLoader over a TensorDataset, loss.item() every step.
 (b) hand-written best: the engine's tricks by hand (device-resident batches by index, losses summed on the
-    device and read every 50 steps, zero_grad(set_to_none=True), the fused optimizer).
+    device and read every 50 steps, zero_grad(set_to_none=True), the fused optimizer, malloc keeping freed
+    memory: host_memory.keep_freed_memory, which is process-wide, so (a) has it too once (b) or (c) ran).
 (c) headless: `tui-trainer --headless --json` in this process (the same code path as the command).
 (d) app: the full Textual app under App.run_test, charts and gauges updating, as a user gets it: the run
     trains in an engine process the app starts for it.
@@ -31,6 +32,7 @@ from tui_trainer.catalog.losses import build_loss
 from tui_trainer.catalog.models import build_model
 from tui_trainer.catalog.optimizers import OPTIMIZERS
 from tui_trainer.config import RunConfig
+from tui_trainer.engine.host_memory import keep_freed_memory
 from tui_trainer.presets import load_config
 from tui_trainer.yaml_io import dump_yaml
 
@@ -93,6 +95,7 @@ def tutorial_loop(config: RunConfig) -> float:
 
 
 def hand_written_loop(config: RunConfig, read_every: int = 50) -> float:
+    keep_freed_memory()
     data, model, optimizer, loss_fn = _prepare(config, fused=True)
     train_x, train_y = data.train
     val_x, val_y = data.val

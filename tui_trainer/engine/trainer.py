@@ -28,7 +28,7 @@ from tui_trainer.catalog.losses import build_loss
 from tui_trainer.catalog.models import build_model
 from tui_trainer.catalog.optimizers import OPTIMIZERS, build_optimizer
 from tui_trainer.config import ConfigError, RunConfig, metric_mode
-from tui_trainer.engine import checkpoints, distributed, schedules
+from tui_trainer.engine import checkpoints, distributed, host_memory, schedules
 from tui_trainer.engine.background_writes import BackgroundWrites, Serialized
 from tui_trainer.engine.controls import Command, Controls, Pause, Resume, Save, SetHyperparameters, Stop
 from tui_trainer.engine.devices import DeviceError, cuda_memory_figures, device_name, resolve_device
@@ -204,6 +204,8 @@ class Trainer:
                 self.device = torch.device(resolve_device(config.device))
         except DeviceError as error:
             raise ConfigError("", "device", str(error).partition(": ")[2]) from None
+        if self.device.type == "cpu":
+            host_memory.keep_freed_memory()
         if config.precision == "fp16" and self.device.type != "cuda":
             raise ConfigError("", "precision", f"fp16 needs a CUDA device; this run is on {self.device}; "
                                                "use bf16 or fp32")
