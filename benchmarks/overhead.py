@@ -1,6 +1,8 @@
 """What the cockpit costs training: steps/s of the same work run four ways, interleaved, median of N.
 
-(a) tutorial: a DataLoader over a TensorDataset, loss.item() every step.
+(a) tutorial: a DataLoader over a TensorDataset, loss.item() every step; in a Python process of its own, as a
+    user's script runs (after an untimed first epoch there): the engine tunes malloc for the whole process it
+    trains in (host_memory.keep_freed_memory), which a script of the user's would not have.
 (b) hand-written best: the engine's tricks by hand (device-resident batches by index, losses summed on the
     device and read every 50 steps, zero_grad(set_to_none=True), the fused optimizer, malloc keeping freed
     memory: host_memory.keep_freed_memory, which is process-wide, so (a) has it too once (b) or (c) ran).
@@ -19,6 +21,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -92,6 +96,22 @@ def tutorial_loop(config: RunConfig) -> float:
                 if classification:
                     val_correct += (outputs.argmax(1) == targets).sum().item()
     return steps / (time.perf_counter() - start)
+
+
+def tutorial_loop_in_own_process(config: RunConfig) -> float:
+    """tutorial_loop in a fresh interpreter (malloc as Python leaves it), once for one untimed epoch, then timed."""
+    code = ("import json, sys\n"
+            f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+            "from overhead import tutorial_loop\n"
+            "from tui_trainer.config import config_from_dict\n"
+            "raw = json.loads(sys.stdin.read())\n"
+            "tutorial_loop(config_from_dict({**raw, 'epochs': 1}))\n"
+            "print(tutorial_loop(config_from_dict(raw)))\n")
+    done = subprocess.run([sys.executable, "-c", code], input=json.dumps(config.to_dict()), capture_output=True,
+                          text=True, check=False, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    if done.returncode != 0:
+        raise RuntimeError(f"the tutorial loop failed: {done.stderr[-2000:]}")
+    return float(done.stdout.split()[-1])
 
 
 def hand_written_loop(config: RunConfig, read_every: int = 50) -> float:
@@ -207,7 +227,7 @@ def main() -> None:
         for name in filter(None, args.workloads.split(",")):
             config = workload_config(name, str(folder / "checkpoints"), epochs=epochs[name])
             runners = {
-                "a_tutorial": lambda config=config: tutorial_loop(config),
+                "a_tutorial": lambda config=config: tutorial_loop_in_own_process(config),
                 "b_hand_written": lambda config=config: hand_written_loop(config),
                 "c_headless": lambda config=config: headless_run(config, folder),
             }
@@ -265,7 +285,7 @@ def main() -> None:
             table.append(("preset", "", "a tutorial", "", "c headless", "", "", "", "", "", "", "", "c/a"))
             for name in args.presets.split(","):
                 config = load_config(name, {"checkpoint.dir": str(folder / "checkpoints"), "device": "cpu"})
-                runs = interleave({"a_tutorial": lambda config=config: tutorial_loop(config),
+                runs = interleave({"a_tutorial": lambda config=config: tutorial_loop_in_own_process(config),
                                    "c_headless": lambda config=config: headless_run(config, folder)}, args.repeats)
                 medians = {key: median(values) for key, values in runs.items()}
                 ratio = medians["c_headless"] / medians["a_tutorial"]
