@@ -1,14 +1,16 @@
 """The pieces behind detached runs in the app, without a detached run: commands queued until the socket
 connects, the lost and detached states of the view, a gauge per torchrun rank, the Processes field's
-check, the attach hint, and `d` on a run that trains inside the app."""
+check, the attach hint, `d` on a run that trains inside the app, and when the app's own engine may start."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from tests.ui.conftest import driving, make_app, press, start_training, wait_for
 from tui_trainer.engine.controls import Pause, SetHyperparameters, Stop
 from tui_trainer.engine.devices import DeviceMonitor, DeviceSample
+from tui_trainer.ui import app as app_module
 from tui_trainer.ui import form
 from tui_trainer.ui.remote_session import EngineCuda, EngineProcess, SocketControls, attach_command
 from tui_trainer.ui.run_view import RunView
@@ -107,3 +109,32 @@ async def test_d_on_a_run_inside_the_app_says_it_cannot_be_detached(folder):
         assert app.session.active and not app.session.remote
         titles = {command.title for command in app.get_system_commands(app.dashboard)}
         assert {"Detach", "Runs"} <= titles
+
+
+class FakeOwnedSession:
+    def __init__(self) -> None:
+        self.ready_at: float | None = None
+
+    def ready(self) -> None:
+        self.ready_at = time.monotonic()
+
+
+async def test_the_apps_engine_starts_once_the_ui_is_quiet_and_never_waits_longer_than_the_cap(folder,
+                                                                                             monkeypatch):
+    app = make_app(folder)
+    async with driving(app) as pilot:
+        quiet = FakeOwnedSession()
+        app._ready_when_quiet(quiet)
+        await wait_for(pilot, lambda: quiet.ready_at is not None, "ready on a quiet UI", timeout=2)
+
+        # A UI thread that never goes quiet (each look at its clock finds 10 ms more CPU spent) still lets the
+        # engine start, after READY_WAIT_MAX_S.
+        cpu = iter(range(1_000_000))
+        monkeypatch.setattr(app_module.time, "thread_time", lambda: next(cpu) * 0.01)
+        busy = FakeOwnedSession()
+        asked = time.monotonic()
+        app._ready_when_quiet(busy)
+        await pilot.pause(app_module.READY_WAIT_MAX_S / 2)
+        assert busy.ready_at is None, "not while the UI is busy"
+        await wait_for(pilot, lambda: busy.ready_at is not None, "ready at the cap", timeout=3)
+        assert busy.ready_at - asked >= app_module.READY_WAIT_MAX_S

@@ -18,6 +18,7 @@ import dataclasses
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,6 +63,10 @@ CHART_CPU_SHARE = 0.01
 """The share of a core the charts may take while a run trains: their redraw interval stretches to stay under."""
 SETUP_WAIT_S = 3.0
 """How long leaving waits for a run still loading its data or model (it has nothing to save yet)."""
+READY_TICK_S = 0.05
+READY_QUIET_CPU_S = 0.003
+READY_WAIT_MAX_S = 0.5
+"""The app's own engine starts training once the dashboard is up and the UI thread quiet: see _ready_when_quiet."""
 SETUP_ERRORS = (ConfigError, DatasetError)
 """Setup errors that send the user back to the form (the others stay on the dashboard)."""
 OWN_ERRORS = (ConfigError, DatasetError, CheckpointError, DetachError, RunUnavailable)
@@ -281,7 +286,7 @@ class TrainerApp(App[int]):
                 self._device_throttle.request()
                 self.call_after_refresh(freeze_long_lived)
                 if isinstance(session, RemoteSession) and session.owned:
-                    self.call_after_refresh(session.ready)  # its engine waits for the dashboard to be up
+                    self._ready_when_quiet(session)  # its engine waits for the dashboard to be up
             elif isinstance(event, (CheckpointSaved, CheckpointFailed)) and isinstance(self.top, SavePanel):
                 self.top.checkpoint_result(event)
         if view.state in ("running", "paused"):
@@ -292,6 +297,17 @@ class TrainerApp(App[int]):
                 self._chart_throttle.request()
         if view.state == "running":
             self._device_throttle.request()
+
+    def _ready_when_quiet(self, session: RemoteSession, cpu_s: float | None = None, waited_s: float = 0.0) -> None:
+        """Let an owned engine start training once this thread has drawn the dashboard and gone quiet (a
+        tick of READY_TICK_S with under READY_QUIET_CPU_S of its CPU; READY_WAIT_MAX_S at most): the first
+        frames (layout, the footer rebuilt as focus settles: about 60 ms of CPU here) then do not share
+        the CPU with the first steps."""
+        now = time.thread_time()
+        if cpu_s is not None and (now - cpu_s < READY_QUIET_CPU_S or waited_s >= READY_WAIT_MAX_S):
+            session.ready()
+            return
+        self.set_timer(READY_TICK_S, lambda: self._ready_when_quiet(session, now, waited_s + READY_TICK_S))
 
     def _redraw_charts(self) -> None:
         dashboard = self.dashboard
