@@ -13,6 +13,7 @@ import pytest
 
 from tests.cli_helpers import cli_env, run_cli
 from tui_trainer.detached.client import RunClient
+from tui_trainer.detached.launcher import free_port
 from tui_trainer.engine.checkpoints import load_checkpoint
 from tui_trainer.engine.controls import Pause, Resume, Save, SetHyperparameters, Stop
 from tui_trainer.engine.events import CheckpointSaved, HyperparametersChanged, Progress, StateChanged
@@ -23,8 +24,9 @@ pytestmark = pytest.mark.slow
 
 
 def torchrun_command(args: list[str], processes: int = 2) -> list[str]:
+    # A port of its own per launch: all launches of a test session used to share one (pid-derived).
     return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
-            "--master-port", str(29400 + os.getpid() % 500), "-m", "tui_trainer", "--headless", *args]
+            "--master-port", str(free_port()), "-m", "tui_trainer", "--headless", *args]
 
 
 def torchrun_env(tmp_path: Path) -> dict[str, str]:

@@ -85,7 +85,8 @@ def _last_line(run_dir: Path) -> str:
     return lines[-1].removeprefix("tui-trainer: error: ") if lines else ""
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on this machine now (for torchrun's rendezvous)."""
     import socket
 
     with socket.socket() as probe:
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = [sys.executable, "-m", "tui_trainer.detached.launcher", "engine", *argv[2:]]
         if options.processes > 1:
             engine = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(options.processes),
-                      "--master-port", str(_free_port()), *engine[1:]]
+                      "--master-port", str(free_port()), *engine[1:]]
         return supervise(run_dir, engine)
     options = LaunchOptions(**json.loads(args.options))
     return serve(run_dir, options, args.pause_on_fault)
