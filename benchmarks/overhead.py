@@ -5,7 +5,7 @@
     trains in (host_memory.keep_freed_memory), which a script of the user's would not have.
 (b) hand-written best: the engine's tricks by hand (device-resident batches by index, losses summed on the
     device and read every 50 steps, zero_grad(set_to_none=True), the fused optimizer, malloc keeping freed
-    memory: host_memory.keep_freed_memory, which is process-wide, so (a) has it too once (b) or (c) ran).
+    memory: host_memory.keep_freed_memory).
 (c) headless: `tui-trainer --headless --json` in this process (the same code path as the command).
 (d) app: the full Textual app under App.run_test, charts and gauges updating, as a user gets it: the run
     trains in an engine process the app starts for it.
