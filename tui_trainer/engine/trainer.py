@@ -59,7 +59,8 @@ STATE_COPY_MAX_BYTES = 64 * 2**20
 """Up to this size a model (with its optimizer state) is copied in memory rather than written at once: a
 newer best waits in memory as a snapshot (see BEST_WRITE_INTERVAL_S), and periodic and best checkpoints are
 serialized and their files written on a thread of their own while training goes on. Above it, holding a
-second copy costs more than the write: the training thread writes them itself."""
+second copy (a snapshot stays where the model is, maybe in GPU memory) costs more than the write: the
+training thread writes them itself."""
 HISTORY_LIMIT = 20_000
 
 
