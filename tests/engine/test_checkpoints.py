@@ -158,6 +158,24 @@ def test_a_save_that_dies_midway_leaves_the_old_file(tmp_path, payload, monkeypa
     assert [info.path for info in list_checkpoints(tmp_path)] == [str(path)]
 
 
+@pytest.mark.parametrize("serialized", [False, True], ids=["payload", "bytes"])
+def test_a_large_save_goes_to_the_disk_while_it_is_written(tmp_path, payload, monkeypatch, serialized):
+    """The fsync at the end of a save then waits for the last few MB: each WRITE_BEHIND_BYTES is sent on
+    as soon as it is written, in order, with nothing skipped, also from within one large tensor."""
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(checkpoints, "_start_writeback", lambda fd, offset, length: sent.append((offset, length)))
+    monkeypatch.setattr(checkpoints, "STARTS_WRITEBACK", True)
+    large = {**payload, "model": {"weight": torch.randn(5_000_000)}}  # 20 MB in one tensor
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, checkpoints.serialize(large) if serialized else large)
+    size = path.stat().st_size
+    assert sent, "nothing was sent to the disk before the fsync"
+    assert [offset for offset, _ in sent] == [0, *(offset + length for offset, length in sent[:-1])]
+    assert all(length >= checkpoints.WRITE_BEHIND_BYTES for _, length in sent)
+    assert size - (sent[-1][0] + sent[-1][1]) < checkpoints.WRITE_BEHIND_BYTES, "only the tail is left to fsync"
+    assert torch.equal(load_checkpoint(path)["model"]["weight"], large["model"]["weight"])
+
+
 def test_a_full_disk_is_a_clear_error_and_the_old_file_stays(tmp_path, payload, monkeypatch):
     path = tmp_path / "best.pt"
     save_checkpoint(path, payload)
