@@ -178,6 +178,7 @@ def test_rich_progress_on_a_terminal(tmp_path):
 def test_format_duration():
     assert format_duration(None) == "?"
     assert format_duration(65) == "1m05s"
+    assert format_duration(0.07) == "0.07s" and format_duration(4.25) == "4.2s" and format_duration(10) == "0m10s"
     assert format_duration(3725) == "1h02m05s"
 
 

@@ -45,6 +45,8 @@ STOP_SIGNALS = tuple(
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
+    if seconds < 10:  # a short run does not read as no time at all
+        return f"{seconds:.2f}s" if seconds < 1 else f"{seconds:.1f}s"
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)

@@ -143,6 +143,7 @@ def test_ticks_and_formats():
     assert nice_ticks(0, 1000) == [0, 250, 500, 750, 1000]
     assert nice_ticks(5, 5) == [5]
     assert fmt.duration(3725) == "1:02:05" and fmt.duration(None) == "n/a"
+    assert fmt.duration(0.07) == "0:00:00.1" and fmt.duration(9.34) == "0:00:09.3" and fmt.duration(10) == "0:00:10"
     assert fmt.size(2048) == "2.0 KiB" and fmt.size(None) == "n/a"
     assert fmt.compact_int(1500) == "1.5k" and fmt.compact_int(2_000_000) == "2M"
     assert fmt.bar(0.5, 4) == "██░░" and fmt.bar(None, 2) == "··"

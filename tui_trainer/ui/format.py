@@ -8,9 +8,11 @@ NOT_AVAILABLE = "n/a"
 
 
 def duration(seconds: float | None) -> str:
-    """0:01:05, or n/a."""
+    """0:01:05; tenths under 10 s (0:00:00.4: a short run does not read as no time at all); or n/a."""
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return NOT_AVAILABLE
+    if seconds < 10:
+        return f"0:00:{seconds:04.1f}"
     whole = int(seconds)
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
