@@ -6,7 +6,9 @@
 (b) hand-written best: the engine's tricks by hand (device-resident batches by index, losses summed on the
     device and read every 50 steps, zero_grad(set_to_none=True), the fused optimizer, malloc keeping freed
     memory: host_memory.keep_freed_memory).
-(c) headless: `tui-trainer --headless --json` in this process (the same code path as the command).
+(c) headless: `tui-trainer --headless --json` in this process (the same code path as the command); for the
+    presets, against (a), in a process of its own like (a), after one untimed epoch there: what ran before in
+    this process (the apps, the variants) moved a preset's headless rate by up to a quarter.
 (d) app: the full Textual app under App.run_test, charts and gauges updating, as a user gets it: the run
     trains in an engine process the app starts for it.
 (e) with --detached: the same app attached to the run in a detached engine process (tui-trainer --detach).
@@ -171,6 +173,24 @@ def headless_run(config: RunConfig, folder: Path) -> float:
     return finished["step"] / finished["elapsed_s"]
 
 
+def headless_run_in_own_process(config: RunConfig, folder: Path) -> float:
+    """headless_run in a fresh interpreter, once for one untimed epoch, then timed (as (a) is)."""
+    code = ("import json, sys\n"
+            f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+            "from pathlib import Path\n"
+            "from overhead import headless_run\n"
+            "from tui_trainer.config import config_from_dict\n"
+            "raw, folder = json.loads(sys.stdin.read()), Path(sys.argv[1])\n"
+            "headless_run(config_from_dict({**raw, 'epochs': 1}), folder)\n"
+            "print(headless_run(config_from_dict(raw), folder))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(folder)], input=json.dumps(config.to_dict()),
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    if done.returncode != 0:
+        raise RuntimeError(f"the headless run failed: {done.stderr[-2000:]}")
+    return float(done.stdout.split()[-1])
+
+
 STEADY: dict[str, list[float]] = {}
 """Steady-state steps/s of each app run (after its first seconds), by runner: see app_driver.steady_rate."""
 UI_THREAD_CPU: dict[str, list[float]] = {}
@@ -286,7 +306,8 @@ def main() -> None:
             for name in args.presets.split(","):
                 config = load_config(name, {"checkpoint.dir": str(folder / "checkpoints"), "device": "cpu"})
                 runs = interleave({"a_tutorial": lambda config=config: tutorial_loop_in_own_process(config),
-                                   "c_headless": lambda config=config: headless_run(config, folder)}, args.repeats)
+                                   "c_headless": lambda config=config: headless_run_in_own_process(config, folder)},
+                                  args.repeats)
                 medians = {key: median(values) for key, values in runs.items()}
                 ratio = medians["c_headless"] / medians["a_tutorial"]
                 paired = paired_ratio(runs, "c_headless", "a_tutorial")
