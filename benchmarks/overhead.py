@@ -100,19 +100,22 @@ def tutorial_loop(config: RunConfig) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def tutorial_loop_in_own_process(config: RunConfig) -> float:
-    """tutorial_loop in a fresh interpreter (malloc as Python leaves it), once for one untimed epoch, then timed."""
+def in_own_process(runner: str, config: RunConfig, *folder: Path) -> float:
+    """This module's runner (tutorial_loop, headless_run) in a fresh interpreter (malloc as Python leaves it,
+    nothing run before it), once for one untimed epoch, then timed."""
     code = ("import json, sys\n"
             f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-            "from overhead import tutorial_loop\n"
+            "from pathlib import Path\n"
+            f"from overhead import {runner} as run\n"
             "from tui_trainer.config import config_from_dict\n"
-            "raw = json.loads(sys.stdin.read())\n"
-            "tutorial_loop(config_from_dict({**raw, 'epochs': 1}))\n"
-            "print(tutorial_loop(config_from_dict(raw)))\n")
-    done = subprocess.run([sys.executable, "-c", code], input=json.dumps(config.to_dict()), capture_output=True,
-                          text=True, check=False, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+            "raw, folder = json.loads(sys.stdin.read()), [Path(arg) for arg in sys.argv[1:]]\n"
+            "run(config_from_dict({**raw, 'epochs': 1}), *folder)\n"
+            "print(run(config_from_dict(raw), *folder))\n")
+    done = subprocess.run([sys.executable, "-c", code, *map(str, folder)], input=json.dumps(config.to_dict()),
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
     if done.returncode != 0:
-        raise RuntimeError(f"the tutorial loop failed: {done.stderr[-2000:]}")
+        raise RuntimeError(f"{runner} failed: {done.stderr[-2000:]}")
     return float(done.stdout.split()[-1])
 
 
@@ -173,24 +176,6 @@ def headless_run(config: RunConfig, folder: Path) -> float:
     return finished["step"] / finished["elapsed_s"]
 
 
-def headless_run_in_own_process(config: RunConfig, folder: Path) -> float:
-    """headless_run in a fresh interpreter, once for one untimed epoch, then timed (as (a) is)."""
-    code = ("import json, sys\n"
-            f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-            "from pathlib import Path\n"
-            "from overhead import headless_run\n"
-            "from tui_trainer.config import config_from_dict\n"
-            "raw, folder = json.loads(sys.stdin.read()), Path(sys.argv[1])\n"
-            "headless_run(config_from_dict({**raw, 'epochs': 1}), folder)\n"
-            "print(headless_run(config_from_dict(raw), folder))\n")
-    done = subprocess.run([sys.executable, "-c", code, str(folder)], input=json.dumps(config.to_dict()),
-                          capture_output=True, text=True, check=False,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
-    if done.returncode != 0:
-        raise RuntimeError(f"the headless run failed: {done.stderr[-2000:]}")
-    return float(done.stdout.split()[-1])
-
-
 STEADY: dict[str, list[float]] = {}
 """Steady-state steps/s of each app run (after its first seconds), by runner: see app_driver.steady_rate."""
 UI_THREAD_CPU: dict[str, list[float]] = {}
@@ -247,7 +232,7 @@ def main() -> None:
         for name in filter(None, args.workloads.split(",")):
             config = workload_config(name, str(folder / "checkpoints"), epochs=epochs[name])
             runners = {
-                "a_tutorial": lambda config=config: tutorial_loop_in_own_process(config),
+                "a_tutorial": lambda config=config: in_own_process("tutorial_loop", config),
                 "b_hand_written": lambda config=config: hand_written_loop(config),
                 "c_headless": lambda config=config: headless_run(config, folder),
             }
@@ -305,8 +290,8 @@ def main() -> None:
             table.append(("preset", "", "a tutorial", "", "c headless", "", "", "", "", "", "", "", "c/a"))
             for name in args.presets.split(","):
                 config = load_config(name, {"checkpoint.dir": str(folder / "checkpoints"), "device": "cpu"})
-                runs = interleave({"a_tutorial": lambda config=config: tutorial_loop_in_own_process(config),
-                                   "c_headless": lambda config=config: headless_run_in_own_process(config, folder)},
+                runs = interleave({"a_tutorial": lambda config=config: in_own_process("tutorial_loop", config),
+                                   "c_headless": lambda config=config: in_own_process("headless_run", config, folder)},
                                   args.repeats)
                 medians = {key: median(values) for key, values in runs.items()}
                 ratio = medians["c_headless"] / medians["a_tutorial"]
