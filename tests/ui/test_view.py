@@ -65,6 +65,16 @@ def test_view_follows_a_run_and_logs_what_matters():
     assert not view.active and view.last_checkpoint == "/tmp/r1/last.pt" and "stopped" in lines[0].text
 
 
+def test_the_finish_line_gives_the_best_metric_in_its_own_terms():
+    for monitor, best, shown in (("val_accuracy", 0.9667, "best val_accuracy 96.7% (epoch 6)"),
+                                 ("val_loss", 0.03341, "best val_loss 0.03341 (epoch 6)")):
+        view = RunView()
+        view.apply(started(config={"checkpoint": {"monitor": monitor}}))
+        lines = view.apply(RunFinished(state="finished", epoch=6, step=60, elapsed_s=0.4, best={monitor: best},
+                                       last={}, best_epoch=6, checkpoint="/tmp/r1/last.pt"))
+        assert shown in lines[0].text and "after 0:00:00.4" in lines[0].text
+
+
 def test_resumed_run_fills_the_charts_from_its_history():
     history = [
         {"type": "progress", "step": 10, "train_loss": 2.0, "train_accuracy": 0.3},

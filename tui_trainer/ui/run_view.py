@@ -257,7 +257,9 @@ class RunView:
         epoch = min(event.epoch, self.epochs or event.epoch)
         text = f"Run {event.state} at epoch {epoch}, step {event.step:,} after {fmt.duration(event.elapsed_s)}"
         if event.best_epoch is not None and monitor in event.best:
-            text += f"; best {monitor} {fmt.number(event.best[monitor])} (epoch {event.best_epoch})"
+            best = event.best[monitor]
+            shown = fmt.percent(best) if monitor.endswith("accuracy") else fmt.number(best)
+            text += f"; best {monitor} {shown} (epoch {event.best_epoch})"
         if event.message:
             text += f"; {event.message}"
         return [LogLine(text, "error" if event.state == "failed" else "good")]
