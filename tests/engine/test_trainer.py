@@ -229,6 +229,37 @@ def test_pause_blocks_the_steps_and_resume_continues(make_config, recorder):
     assert recorder.states()[:4] == ["starting", "running", "paused", "running"]
 
 
+def test_a_pause_mid_window_shows_and_saves_the_step_it_paused_at(make_config, recorder, tmp_path):
+    """Progress goes out only at epoch ends here; pausing mid-epoch still reports the steps trained since, and
+    a checkpoint saved while paused counts them in its epoch's totals (a resumed epoch averages over all)."""
+    config = make_config("digits-mlp", epochs=40, logging__every_steps=1_000_000, logging__every_ms=3_600_000)
+    trainer = Trainer(config, recorder)
+    waiter = Waiter()
+    recorder.handlers.append(lambda event: isinstance(event, StateChanged) and event.state == "paused"
+                             and waiter["paused"].set())
+    recorder.handlers.append(lambda event: isinstance(event, CheckpointSaved) and waiter["saved"].set())
+    thread, result = run_in_thread(trainer)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while trainer.step < 3 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        trainer.controls.pause()
+        waiter.wait("paused")
+        paused_at = recorder.states().index("paused")
+        before_pause = recorder.events[:[i for i, event in enumerate(recorder.events)
+                                         if isinstance(event, StateChanged)][paused_at]]
+        assert [event for event in before_pause if isinstance(event, Progress)][-1].step == trainer.step
+        trainer.controls.save(str(tmp_path / "paused.pt"))
+        waiter.wait("saved")
+        state = load_checkpoint(tmp_path / "paused.pt")["trainer"]
+        assert state["step"] == trainer.step
+        assert state["epoch_totals"][2] == state["position"] * config.data.batch_size
+    finally:
+        trainer.controls.stop()
+        thread.join(WAIT_S)
+    assert not thread.is_alive() and "error" not in result
+
+
 def test_pause_waits_without_spinning(make_config, recorder):
     trainer = Trainer(make_config("iris-linear", epochs=100), recorder, start_paused=True)
     waiter = Waiter()

@@ -450,6 +450,9 @@ class Trainer:
             window_start = time.perf_counter()
             for inputs, targets in self._batches():
                 if not self.parallel.enabled and self.controls.has_pending():
+                    if window_steps:  # a pause, a save or a stop then shows and holds this very step
+                        window_start = self._report_window(window_loss, window_correct, window_samples, window_start)
+                        window_samples = window_steps = 0
                     window_start += self._serve(self.controls.drain())
                     if self._stop is not None:
                         break
@@ -461,13 +464,9 @@ class Trainer:
                 window_steps += 1
                 self.step += 1
                 self.position += 1
-                now = time.perf_counter()
-                if window_steps >= every_steps or now - window_start >= every_s:
-                    self._progress(window_loss, window_correct, window_samples, now - window_start)
-                    window_loss.zero_()
-                    window_correct.zero_()
+                if window_steps >= every_steps or time.perf_counter() - window_start >= every_s:
+                    window_start = self._report_window(window_loss, window_correct, window_samples, window_start)
                     window_samples = window_steps = 0
-                    window_start = time.perf_counter()
                     if self.parallel.enabled:
                         window_start += self._sync_commands()
                         if self._stop is not None:
@@ -475,7 +474,7 @@ class Trainer:
                 if self.step >= self.total_steps:
                     break
             if window_samples:
-                self._progress(window_loss, window_correct, window_samples, time.perf_counter() - window_start)
+                self._report_window(window_loss, window_correct, window_samples, window_start)
                 if self.parallel.enabled and self._stop is None:
                     self._sync_commands()
             if self._stop is not None:
@@ -484,6 +483,13 @@ class Trainer:
             if reason:
                 return reason
         return ""
+
+    def _report_window(self, loss_sum: torch.Tensor, correct: torch.Tensor, samples: int, started: float) -> float:
+        """A progress event for the steps since started; empties the window's sums and returns its new start."""
+        self._progress(loss_sum, correct, samples, time.perf_counter() - started)
+        loss_sum.zero_()
+        correct.zero_()
+        return time.perf_counter()
 
     def _sync_commands(self) -> float:
         """Under torchrun: apply the commands every rank agreed on (at a progress event); seconds paused."""
