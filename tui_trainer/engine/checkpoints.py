@@ -111,8 +111,8 @@ def _start_writeback(descriptor: int, offset: int, length: int) -> None:
 
 class WriteBehind:
     """A file's write() that sends what is written on to the disk every WRITE_BEHIND_BYTES while the rest is
-    still being serialized, so the fsync that ends a save waits for the last few MB, not the whole file:
-    120 MB saved with fsync in 53 ms against 80 ms here."""
+    still being serialized, so the fsync that ends a save waits for the last few MB, not the whole file: an
+    atomic save of 120 MB took 70 ms against 106 ms written plainly here (benchmarks/checkpoint.py)."""
 
     def __init__(self, file: Any) -> None:
         self._file = file
