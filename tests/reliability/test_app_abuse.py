@@ -16,7 +16,7 @@ from textual.geometry import Size
 from textual.widgets import DataTable
 
 from tests.reliability.app_helpers import Tally
-from tests.ui.conftest import _no_training_thread_left, driving, make_app, press, start_training, wait_for  # noqa: F401
+from tests.ui.conftest import _no_training_thread_left, driving, make_app, press, showing, start_training, wait_for  # noqa: F401
 from tui_trainer.engine.checkpoints import load_checkpoint
 from tui_trainer.ui.app import TrainerApp
 from tui_trainer.ui.screens.checkpoints import LoadPanel, SavePanel
@@ -102,7 +102,7 @@ async def test_a_resize_storm_while_training(folder):
                 await wait_for(pilot, lambda panel=panel: isinstance(app.screen, panel), f"{panel.__name__}")
                 await pilot.pause(0.1)
                 press(app, "escape")
-                await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "the dashboard")
+                await wait_for(pilot, lambda: showing(app, DashboardScreen), "the dashboard")
             await pilot.resize_terminal(200, 60)
             await pilot.resize_terminal(120, 40)
             assert app.size == Size(120, 40) and alive(app)
@@ -190,7 +190,7 @@ async def save_earlier(app, pilot, gate: threading.Event) -> Path:
     """A first manual save, written at once, for the load panel to list."""
     gate.set()
     press(app, "s")
-    await wait_for(pilot, lambda: isinstance(app.screen, SavePanel), "the save panel")
+    await wait_for(pilot, lambda: showing(app, SavePanel), "the save panel")
     app.screen.query_one("#save-name").value = "earlier"
     await pilot.pause(0.05)
     press(app, "enter")
@@ -201,7 +201,7 @@ async def save_earlier(app, pilot, gate: threading.Event) -> Path:
 
 
 async def choose_in_load_panel(app, pilot, path: Path) -> None:
-    await wait_for(pilot, lambda: isinstance(app.screen, LoadPanel) and str(path) in app.screen.infos,
+    await wait_for(pilot, lambda: showing(app, LoadPanel) and str(path) in app.screen.infos,
                    "the listing")
     table = app.screen.query_one("#load-table", DataTable)
     table.move_cursor(row=table.get_row_index(str(path)))
@@ -219,7 +219,7 @@ async def test_loading_while_a_save_is_being_written(folder, slow_save, how):
             first = app.session
             earlier = await save_earlier(app, pilot, gate)
             press(app, "s")
-            await wait_for(pilot, lambda: isinstance(app.screen, SavePanel), "the save panel")
+            await wait_for(pilot, lambda: showing(app, SavePanel), "the save panel")
             save_panel = app.screen
             press(app, "enter")
             await wait_for(pilot, lambda: save_panel.pending is not None, "the save to be sent")
@@ -227,7 +227,7 @@ async def test_loading_while_a_save_is_being_written(folder, slow_save, how):
             await wait_for(pilot, writing.is_set, "the engine to be writing the save")
             if how == "escape, then l":
                 press(app, "escape")
-                await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "the dashboard")
+                await wait_for(pilot, lambda: showing(app, DashboardScreen), "the dashboard")
                 press(app, "l")
             else:
                 press(app, "ctrl+p")

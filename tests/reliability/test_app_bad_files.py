@@ -28,6 +28,7 @@ from tests.ui.conftest import (  # noqa: F401
     driving,
     make_app,
     press,
+    showing,
     start_training,
     wait_for,
 )
@@ -84,7 +85,7 @@ async def test_the_load_panel_refuses_each_bad_file_while_the_run_goes_on(folder
         await start_training(app, pilot)
         session = app.session
         press(app, "l")
-        await wait_for(pilot, lambda: isinstance(app.screen, LoadPanel) and len(app.screen.infos) == len(bad) + 1,
+        await wait_for(pilot, lambda: showing(app, LoadPanel) and len(app.screen.infos) == len(bad) + 1,
                        "every file listed")
         panel = app.screen
         messages = {}
@@ -104,7 +105,7 @@ async def test_the_load_panel_refuses_each_bad_file_while_the_run_goes_on(folder
         assert len(set(messages.values())) == len(bad), "each kind of file has its own message"
         step = session.trainer.step
         press(app, "escape")
-        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "the dashboard")
+        await wait_for(pilot, lambda: showing(app, DashboardScreen), "the dashboard")
         await wait_for(pilot, lambda: session.trainer.step > step, "the run to go on")
     assert (Path(session.view.run_dir) / "last.pt").is_file()
     assert not marker.exists()
@@ -118,7 +119,7 @@ async def test_a_file_replaced_after_listing_is_still_refused(folder, bad, good,
     async with driving(app) as pilot:
         await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset")
         await pilot.press("l")
-        await wait_for(pilot, lambda: isinstance(app.screen, LoadPanel) and str(target) in app.screen.infos,
+        await wait_for(pilot, lambda: showing(app, LoadPanel) and str(target) in app.screen.infos,
                        "the listing")
         panel = app.screen
         assert panel.infos[str(target)].error is None

@@ -13,7 +13,7 @@ import torch
 from textual.widgets import Input, Static
 
 from tests.reliability.app_helpers import Tally, file_digest
-from tests.ui.conftest import _no_training_thread_left, driving, make_app, press, start_training, wait_for  # noqa: F401
+from tests.ui.conftest import _no_training_thread_left, driving, make_app, press, showing, start_training, wait_for  # noqa: F401
 from tui_trainer.engine.checkpoints import TEMP_PREFIX, load_checkpoint
 from tui_trainer.ui.screens.checkpoints import SavePanel
 from tui_trainer.ui.screens.dashboard import DashboardScreen
@@ -32,7 +32,7 @@ def save_status(app) -> str:
 
 async def open_save_panel(app, pilot, name: str, where: Path | None = None) -> SavePanel:
     press(app, "s")
-    await wait_for(pilot, lambda: isinstance(app.screen, SavePanel), "the save panel")
+    await wait_for(pilot, lambda: showing(app, SavePanel), "the save panel")
     panel = app.screen
     panel.query_one("#save-name", Input).value = name
     if where is not None:
@@ -76,7 +76,7 @@ async def test_a_folder_that_cannot_exist_is_reported_in_the_panel(folder, tmp_p
                 assert app.screen is panel and panel.pending is None
                 await run_goes_on(app, pilot)
                 press(app, "escape")
-                await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "the dashboard")
+                await wait_for(pilot, lambda: showing(app, DashboardScreen), "the dashboard")
                 assert file_digest(first) == digest
                 assert blocker.read_text() == "not a folder"
         session = app.session
@@ -128,7 +128,7 @@ async def test_a_disk_that_fills_up_mid_save_keeps_the_old_file_and_the_run(fold
                 assert not (run_dir / "second.pt").exists()
                 assert not [path for path in run_dir.iterdir() if path.name.startswith(TEMP_PREFIX)]
                 press(app, "escape")
-                await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "the dashboard")
+                await wait_for(pilot, lambda: showing(app, DashboardScreen), "the dashboard")
         with TALLY.attempt("7 disk", "a save after the disk has room again"):
             await open_save_panel(app, pilot, "third")
             press(app, "enter")

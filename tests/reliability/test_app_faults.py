@@ -13,7 +13,7 @@ from textual.widgets import Input
 
 from tests.faulty_model import FAULTY
 from tests.reliability.app_helpers import Tally, file_digest
-from tests.ui.conftest import _no_training_thread_left, driving, make_app, press, wait_for  # noqa: F401
+from tests.ui.conftest import _no_training_thread_left, driving, make_app, press, showing, wait_for  # noqa: F401
 from tui_trainer import presets
 from tui_trainer.engine.checkpoints import load_checkpoint
 from tui_trainer.engine.events import CheckpointFailed, CheckpointSaved, EpochEnded, RunFailed
@@ -64,7 +64,7 @@ def assert_all_finite(run_dir: Path) -> None:
 
 async def quit_confirmed(app, pilot) -> None:
     press(app, "ctrl+q")
-    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), "the quit confirmation")
+    await wait_for(pilot, lambda: showing(app, ConfirmModal), "the quit confirmation")
     press(app, "y")
     await wait_for(pilot, lambda: not app.is_running, "the app to exit", timeout=30)
 
@@ -123,17 +123,17 @@ async def test_diverging_after_a_load_never_overwrites_the_good_last_pt(folder):
         async with driving(app) as pilot:
             await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset")
             await pilot.press("l")
-            await wait_for(pilot, lambda: isinstance(app.screen, LoadPanel) and app.screen.infos, "the listing")
+            await wait_for(pilot, lambda: showing(app, LoadPanel) and app.screen.infos, "the listing")
             await pilot.press("enter")
             await wait_for(pilot, lambda: app.session is not None and app.session.view.state == "paused",
                            "the loaded run, paused", timeout=30)
             session = app.session
             await pilot.press("e")
-            await wait_for(pilot, lambda: isinstance(app.screen, TweakPanel), "the tweak panel")
+            await wait_for(pilot, lambda: showing(app, TweakPanel), "the tweak panel")
             app.screen.query_one("#tweak-lr", Input).value = "50"
             await pilot.pause(0.05)
             press(app, "enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "the dashboard")
+            await wait_for(pilot, lambda: showing(app, DashboardScreen), "the dashboard")
             press(app, "space")
             await wait_for(pilot, lambda: session.view.fault is not None, "the fault", timeout=30)
             await wait_for(pilot, lambda: "not finite" in banner(app) or " is inf" in banner(app)

@@ -48,6 +48,12 @@ async def wait_for(pilot: Pilot, condition: Callable[[], object], what: str, tim
         await pilot.pause(0.05)
 
 
+def showing(app: TrainerApp, screen_type: type) -> bool:
+    """The top screen is a screen_type with its widgets mounted: a pushed screen is app.screen before its
+    compose has run, so querying it at once can find nothing."""
+    return isinstance(app.screen, screen_type) and app.screen.is_mounted
+
+
 async def stop_all(app: TrainerApp) -> None:
     """Stop the app's own runs (each saves last.pt); a detached run is let go of, not stopped."""
     for session in app.sessions:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from textual.widgets import DataTable, Input, Static
 
-from tests.ui.conftest import driving, make_app, press, start_training, wait_for
+from tests.ui.conftest import driving, make_app, press, showing, start_training, wait_for
 from tui_trainer.ui.screens.checkpoints import LoadPanel, SavePanel
 from tui_trainer.ui.screens.confirm import ConfirmModal
 from tui_trainer.ui.screens.dashboard import DashboardScreen
@@ -49,7 +49,7 @@ async def test_a_live_lr_change_reaches_the_optimizer_and_the_loss_chart(folder)
     async with driving(app) as pilot:
         await start_training(app, pilot)
         press(app, "e")
-        await wait_for(pilot, lambda: isinstance(app.screen, TweakPanel), "the tweak panel")
+        await wait_for(pilot, lambda: showing(app, TweakPanel), "the tweak panel")
         panel = app.screen
         assert {widget.id for widget in panel.query(Input)} == {"tweak-lr", "tweak-weight_decay", "tweak-momentum"}
         panel.query_one("#tweak-lr", Input).value = "-1"
@@ -80,7 +80,7 @@ async def test_save_writes_a_checkpoint_that_the_load_panel_lists_and_loads(fold
         await start_training(app, pilot, steps=50)
         first = app.session
         press(app, "s")
-        await wait_for(pilot, lambda: isinstance(app.screen, SavePanel), "the save panel")
+        await wait_for(pilot, lambda: showing(app, SavePanel), "the save panel")
         app.screen.query_one("#save-name", Input).value = "mine"
         await pilot.pause(0.05)
         press(app, "enter")
@@ -89,7 +89,7 @@ async def test_save_writes_a_checkpoint_that_the_load_panel_lists_and_loads(fold
         await wait_for(pilot, lambda: f"Saved manual checkpoint {saved}" in log_text(app), "the log's confirmation")
 
         press(app, "l")
-        await wait_for(pilot, lambda: isinstance(app.screen, LoadPanel) and app.screen.infos, "the listed checkpoints")
+        await wait_for(pilot, lambda: showing(app, LoadPanel) and app.screen.infos, "the listed checkpoints")
         table = app.screen.query_one("#load-table", DataTable)
         assert str(saved) in app.screen.infos
         table.move_cursor(row=table.get_row_index(str(saved)))
@@ -116,7 +116,7 @@ async def test_save_panel_reports_a_folder_it_cannot_write(folder, tmp_path):
     async with driving(app) as pilot:
         await start_training(app, pilot)
         press(app, "s")
-        await wait_for(pilot, lambda: isinstance(app.screen, SavePanel), "the save panel")
+        await wait_for(pilot, lambda: showing(app, SavePanel), "the save panel")
         app.screen.query_one("#save-folder", Input).value = str(blocker / "sub")
         await pilot.pause(0.05)
         press(app, "enter")
@@ -135,7 +135,7 @@ async def test_load_panel_explains_a_file_it_cannot_load(folder):
     async with driving(app) as pilot:
         await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset")
         await pilot.press("l")
-        await wait_for(pilot, lambda: isinstance(app.screen, LoadPanel) and len(app.screen.infos) == 2, "the list")
+        await wait_for(pilot, lambda: showing(app, LoadPanel) and len(app.screen.infos) == 2, "the list")
         panel = app.screen
         await pilot.press("enter")
         status = panel.query_one("#load-status", Static)
@@ -151,12 +151,12 @@ async def test_quitting_during_a_run_asks_then_leaves_last_pt(folder):
         await start_training(app, pilot)
         session = app.session
         press(app, "ctrl+c")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), "the confirmation")
+        await wait_for(pilot, lambda: showing(app, ConfirmModal), "the confirmation")
         press(app, "n")
-        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "the dashboard again")
+        await wait_for(pilot, lambda: showing(app, DashboardScreen), "the dashboard again")
         assert session.active
         press(app, "q")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), "the confirmation")
+        await wait_for(pilot, lambda: showing(app, ConfirmModal), "the confirmation")
         press(app, "y")
         await wait_for(pilot, lambda: not app.is_running, "the app to exit", timeout=20)
     assert not session.active and (Path(session.view.run_dir) / "last.pt").is_file()
@@ -180,9 +180,9 @@ async def test_new_run_saves_stops_and_returns_to_setup(folder):
         await start_training(app, pilot)
         session = app.session
         press(app, "n")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), "the confirmation")
+        await wait_for(pilot, lambda: showing(app, ConfirmModal), "the confirmation")
         press(app, "y")
-        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), "the setup screen", timeout=20)
+        await wait_for(pilot, lambda: showing(app, SetupScreen), "the setup screen", timeout=20)
         assert not session.active and (Path(session.view.run_dir) / "last.pt").is_file()
         assert app.session is None
 
@@ -192,11 +192,11 @@ async def test_help_and_command_palette_reach_every_action(folder):
     async with driving(app) as pilot:
         await start_training(app, pilot)
         press(app, "question_mark")
-        await wait_for(pilot, lambda: isinstance(app.screen, HelpModal), "the keys")
+        await wait_for(pilot, lambda: showing(app, HelpModal), "the keys")
         keys = {row[0] for row in app.screen.rows}
         assert {"space", "s", "l", "e", "n", "q", "?"} <= keys
         press(app, "escape")
-        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "the dashboard")
+        await wait_for(pilot, lambda: showing(app, DashboardScreen), "the dashboard")
         titles = {command.title for command in app.get_system_commands(app.dashboard)}
         assert {"Pause or resume", "Save checkpoint", "Load checkpoint", "Live tweaks", "New run", "Keys",
                 "Quit"} <= titles
@@ -206,7 +206,7 @@ async def test_help_and_command_palette_reach_every_action(folder):
             press(app, key if key != " " else "space")
         await pilot.pause(0.5)
         press(app, "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, TweakPanel), "the tweak panel from the palette")
+        await wait_for(pilot, lambda: showing(app, TweakPanel), "the tweak panel from the palette")
 
 
 async def test_a_diverging_run_pauses_with_the_fault_and_advice(folder):

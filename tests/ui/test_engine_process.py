@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ui.conftest import driving, make_app, press, start_training, wait_for
+from tests.ui.conftest import driving, make_app, press, showing, start_training, wait_for
 from tests.ui.remote_helpers import cleaned, records, state, wait_until
 from tui_trainer.detached.client import RunClient
 from tui_trainer.engine.checkpoints import load_checkpoint
@@ -46,7 +46,7 @@ async def test_a_run_trains_in_its_own_process_is_steered_and_quitting_saves_it(
             await wait_for(pilot, lambda: session.view.step > paused_at, "training to go on")
 
             press(app, "ctrl+q")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), "the save-and-quit question")
+            await wait_for(pilot, lambda: showing(app, ConfirmModal), "the save-and-quit question")
             press(app, "y")
             await wait_for(pilot, lambda: session.finished.is_set(), "the run to save and stop", timeout=30)
         assert state(run_dir) == "stopped"
@@ -61,7 +61,7 @@ async def test_d_lets_the_engine_process_go_on_by_itself(tmp_path):
             session = app.session
             run_dir = Path(session.run_dir)
             press(app, "d")
-            await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), "the setup screen")
+            await wait_for(pilot, lambda: showing(app, SetupScreen), "the setup screen")
             assert session.finished.is_set() and session.result is None
         # The app is gone: the run still trains, and says it is detached now.
         seen = len(records(run_dir, "progress"))

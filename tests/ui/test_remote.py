@@ -15,7 +15,7 @@ import pytest
 from textual.widgets import DataTable, Input, Static
 
 from tests.reliability.app_helpers import Terminal
-from tests.ui.conftest import driving, make_app, press, wait_for
+from tests.ui.conftest import driving, make_app, press, showing, wait_for
 from tests.ui.remote_helpers import app_with, attach_app, cleaned, launch, records, state, wait_until
 from tui_trainer.engine.events import Progress, RunStarted
 from tui_trainer.ui.remote_session import RemoteSession
@@ -85,7 +85,7 @@ async def test_attach_draws_the_history_then_follows_and_steers_the_run(shared):
         assert view.step == paused_at and "Paused" in status_text(app)
 
         press(app, "e")
-        await wait_for(pilot, lambda: isinstance(app.screen, TweakPanel), "the tweak panel")
+        await wait_for(pilot, lambda: showing(app, TweakPanel), "the tweak panel")
         app.screen.query_one("#tweak-lr", Input).value = "0.0123"
         await pilot.pause(0.05)
         press(app, "enter")
@@ -96,7 +96,7 @@ async def test_attach_draws_the_history_then_follows_and_steers_the_run(shared):
         assert view.tweaks and view.hyperparameters["lr"] == 0.0123
 
         press(app, "s")
-        await wait_for(pilot, lambda: isinstance(app.screen, SavePanel), "the save panel")
+        await wait_for(pilot, lambda: showing(app, SavePanel), "the save panel")
         app.screen.query_one("#save-name", Input).value = "remote"
         await pilot.pause(0.05)
         press(app, "enter")
@@ -131,7 +131,7 @@ async def test_reattach_shows_no_gap_and_quitting_leaves_the_run_training(shared
         await wait_for(pilot, lambda: session.view.loss.count >= len(steps), "every record drawn")
 
         press(app, "q")
-        await wait_for(pilot, lambda: isinstance(app.screen, LeaveModal) and app.screen.focused, "the question")
+        await wait_for(pilot, lambda: showing(app, LeaveModal) and app.screen.focused, "the question")
         assert app.screen.focused.id == "leave", "leaving it running is the default"
         press(app, "enter")
         await wait_for(pilot, lambda: not app.is_running, "the app to exit")
@@ -172,7 +172,7 @@ async def test_the_runs_panel_lists_runs_and_enter_attaches(shared):
     async with driving(app) as pilot:
         await wait_for(pilot, lambda: app.setup_screen.base is not None, "the setup screen")
         await pilot.press("r")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunsPanel) and len(app.screen.infos) == 2, "two runs")
+        await wait_for(pilot, lambda: showing(app, RunsPanel) and len(app.screen.infos) == 2, "two runs")
         panel = app.screen
         table = panel.query_one("#runs-table", DataTable)
         assert [str(key.value) for key in table.rows] == [str(gone), shared.run_dir], "newest first"
@@ -183,13 +183,13 @@ async def test_the_runs_panel_lists_runs_and_enter_attaches(shared):
         await wait_for(pilot, lambda: "nothing to attach to" in str(status.render()), "why it cannot be attached")
         assert "epoch-0003.pt" in str(status.render()) and isinstance(app.screen, RunsPanel)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, LoadPanel), "the load panel on its folder")
+        await wait_for(pilot, lambda: showing(app, LoadPanel), "the load panel on its folder")
         assert app.screen.folder == str(gone)
         await pilot.press("escape")
-        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), "the setup screen")
+        await wait_for(pilot, lambda: showing(app, SetupScreen), "the setup screen")
 
         await pilot.press("r")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunsPanel) and app.screen.infos, "the runs")
+        await wait_for(pilot, lambda: showing(app, RunsPanel) and app.screen.infos, "the runs")
         table = app.screen.query_one("#runs-table", DataTable)
         table.move_cursor(row=table.get_row_index(shared.run_dir))
         await pilot.press("enter")
@@ -198,7 +198,7 @@ async def test_the_runs_panel_lists_runs_and_enter_attaches(shared):
         step = session.view.step
         await wait_for(pilot, lambda: session.view.step > step, "live steps")
         press(app, "d")
-        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), "back to setup after d")
+        await wait_for(pilot, lambda: showing(app, SetupScreen), "back to setup after d")
         assert session.detached and app.session is None
     assert state(shared.run_dir) == "running"
 
@@ -208,9 +208,9 @@ async def test_new_run_can_leave_the_run_training_and_go_to_setup(shared):
     async with driving(app) as pilot:
         session = await attached(app, pilot)
         press(app, "n")
-        await wait_for(pilot, lambda: isinstance(app.screen, LeaveModal), "the question")
+        await wait_for(pilot, lambda: showing(app, LeaveModal), "the question")
         press(app, "l")
-        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), "the setup screen")
+        await wait_for(pilot, lambda: showing(app, SetupScreen), "the setup screen")
         assert session.detached and not session.active and app.session is None
         await wait_for(pilot, lambda: app.setup_screen.base is not None, "the form")
     assert state(shared.run_dir) == "running"
@@ -222,7 +222,7 @@ async def test_quitting_can_save_and_stop_the_run(shared):
     async with driving(app) as pilot:
         session = await attached(app, pilot)
         press(app, "ctrl+q")
-        await wait_for(pilot, lambda: isinstance(app.screen, LeaveModal), "the question")
+        await wait_for(pilot, lambda: showing(app, LeaveModal), "the question")
         press(app, "s")
         await wait_for(pilot, lambda: not app.is_running, "the app to exit once the run is saved", timeout=30)
     assert session.result is not None and session.result.state == "stopped"

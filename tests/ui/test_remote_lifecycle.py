@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input, Static, Switch
 
-from tests.ui.conftest import driving, make_app, press, wait_for
+from tests.ui.conftest import driving, make_app, press, showing, wait_for
 from tests.ui.remote_helpers import attach_app, cleaned, launch, state
 from tui_trainer.engine.runinfo import read_run_info
 from tui_trainer.ui.remote_session import RemoteSession
@@ -68,7 +68,7 @@ async def test_the_detach_switch_starts_a_detached_run_and_a_load_goes_on_detach
         assert info.detached and info.pid != os.getpid() and state(run_dir) == "running"
 
         press(app, "s")
-        await wait_for(pilot, lambda: isinstance(app.screen, SavePanel), "the save panel")
+        await wait_for(pilot, lambda: showing(app, SavePanel), "the save panel")
         app.screen.query_one("#save-name", Input).value = "here"
         await pilot.pause(0.05)
         press(app, "enter")
@@ -76,7 +76,7 @@ async def test_the_detach_switch_starts_a_detached_run_and_a_load_goes_on_detach
         await wait_for(pilot, lambda: saved.is_file() and isinstance(app.screen, DashboardScreen), "here.pt")
 
         press(app, "l")
-        await wait_for(pilot, lambda: isinstance(app.screen, LoadPanel) and str(saved) in app.screen.infos,
+        await wait_for(pilot, lambda: showing(app, LoadPanel) and str(saved) in app.screen.infos,
                        "the checkpoint in the load panel")
         table = app.screen.query_one("#load-table", DataTable)
         table.move_cursor(row=table.get_row_index(str(saved)))
@@ -92,7 +92,7 @@ async def test_the_detach_switch_starts_a_detached_run_and_a_load_goes_on_detach
         assert loaded.view.loss.count > 0, "the checkpoint's history is drawn"
 
         press(app, "q")
-        await wait_for(pilot, lambda: isinstance(app.screen, LeaveModal), "the question")
+        await wait_for(pilot, lambda: showing(app, LeaveModal), "the question")
         press(app, "s")
         await wait_for(pilot, lambda: not app.is_running, "the app to exit", timeout=30)
     assert loaded.result is not None and loaded.result.state == "stopped"
@@ -106,9 +106,9 @@ async def test_a_killed_engine_shows_as_lost_with_its_exit_status(folder):
                        and app.session.view.step > 0, "live steps")
         session = app.session
         press(app, "s")
-        await wait_for(pilot, lambda: isinstance(app.screen, SavePanel), "the save panel")
+        await wait_for(pilot, lambda: showing(app, SavePanel), "the save panel")
         press(app, "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen) and session.view.last_checkpoint,
+        await wait_for(pilot, lambda: showing(app, DashboardScreen) and session.view.last_checkpoint,
                        "a checkpoint")
         checkpoint = session.view.last_checkpoint
 
@@ -123,10 +123,10 @@ async def test_a_killed_engine_shows_as_lost_with_its_exit_status(folder):
                        "the key to say why it does nothing")
 
         press(app, "r")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunsPanel) and app.screen.infos, "the runs")
+        await wait_for(pilot, lambda: showing(app, RunsPanel) and app.screen.infos, "the runs")
         table = app.screen.query_one("#runs-table", DataTable)
         assert "lost (killed by SIGKILL)" in table.get_row(info.run_dir)
         press(app, "escape")
-        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "the dashboard")
+        await wait_for(pilot, lambda: showing(app, DashboardScreen), "the dashboard")
         press(app, "q")
         await wait_for(pilot, lambda: not app.is_running, "the app to exit without asking")

@@ -8,7 +8,7 @@ import sys
 
 from textual.widgets import Input, OptionList, Select, Static
 
-from tests.ui.conftest import driving, make_app, start_training, wait_for
+from tests.ui.conftest import driving, make_app, showing, start_training, wait_for
 from tui_trainer.ui.screens.dashboard import DashboardScreen
 from tui_trainer.ui.screens.setup import SetupScreen
 
@@ -88,7 +88,7 @@ async def test_enter_on_start_starts_the_run(folder):
         await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset")
         app.setup_screen.query_one("#start").focus()
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "the dashboard")
+        await wait_for(pilot, lambda: showing(app, DashboardScreen), "the dashboard")
         await wait_for(pilot, lambda: app.session.view.step > 0, "training steps")
 
 
@@ -105,7 +105,7 @@ async def test_a_config_the_trainer_refuses_returns_to_the_form(folder):
     async with driving(app) as pilot:
         await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset")
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and field_error(app, "precision"),
+        await wait_for(pilot, lambda: showing(app, SetupScreen) and field_error(app, "precision"),
                        "the form with the precision flagged", timeout=30)
         assert "fp16 needs a CUDA device" in field_error(app, "precision")
         assert app.session is None and all(not session.active for session in app.sessions)
