@@ -177,7 +177,7 @@ class JsonReporter:
 
 
 def print_summary(result: RunFinished, out: TextIO) -> None:
-    lines = [f"{result.state}: {result.epoch - 1 if result.state == 'finished' else result.epoch} epoch(s), "
+    lines = [f"{result.state}: {result.last_epoch} epoch(s), "
              f"{result.step} steps in {format_duration(result.elapsed_s)}"]
     if result.message:
         lines.append(f"  {result.message}")

@@ -83,6 +83,13 @@ def test_states():
     assert {"running", "paused", "stopping"} <= set(RUN_STATES) - set(FINAL_STATES)
 
 
+@pytest.mark.parametrize("state, epoch, last_epoch", [("finished", 16, 15), ("stopped", 7, 7), ("failed", 3, 3)])
+def test_a_finished_run_names_the_last_epoch_it_trained(state, epoch, last_epoch):
+    finished = RunFinished(state=state, epoch=epoch, step=10, elapsed_s=1.0, best={}, last={}, best_epoch=None,
+                           checkpoint=None)
+    assert finished.last_epoch == last_epoch
+
+
 def test_every_event_of_a_real_run_round_trips(make_config, run_trainer):
     def handler(event, trainer):
         if isinstance(event, Progress) and event.step == 4:

@@ -155,6 +155,12 @@ class RunFinished(Event):
     """The last checkpoint written, if any."""
     message: str = ""
 
+    @property
+    def last_epoch(self) -> int:
+        """The epoch the run ended in: the last one trained when it finished (epoch is then the next one),
+        the one under way when it stopped or failed."""
+        return self.epoch - 1 if self.state == "finished" else self.epoch
+
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls

@@ -808,7 +808,7 @@ def run_app(options: LaunchOptions) -> int:
     for session in app.sessions:
         result = session.result
         if result is not None and result.checkpoint:
-            _say(f"{session.view.run_id or session.name}: {result.state} at epoch {result.epoch}, "
+            _say(f"{session.view.run_id or session.name}: {result.state} at epoch {result.last_epoch}, "
                  f"step {result.step:,}; last checkpoint {result.checkpoint}")
         elif isinstance(session, RemoteSession) and session.detached and result is None and session.ending is None:
             going_on[session.run_dir] = session.run_id

@@ -254,8 +254,8 @@ class RunView:
         self.state, self.elapsed_s, self.eta_s = event.state, event.elapsed_s, None
         self.last_checkpoint = event.checkpoint or self.last_checkpoint
         monitor = self.config.get("checkpoint", {}).get("monitor", "val_loss")
-        epoch = min(event.epoch, self.epochs or event.epoch)
-        text = f"Run {event.state} at epoch {epoch}, step {event.step:,} after {fmt.duration(event.elapsed_s)}"
+        text = (f"Run {event.state} at epoch {event.last_epoch}, step {event.step:,} "
+                f"after {fmt.duration(event.elapsed_s)}")
         if event.best_epoch is not None and monitor in event.best:
             best = event.best[monitor]
             shown = fmt.percent(best) if monitor.endswith("accuracy") else fmt.number(best)
