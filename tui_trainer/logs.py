@@ -14,6 +14,19 @@ def log_path() -> Path:
     return Path(state_home) / "tui-trainer" / "tui-trainer.log"
 
 
+def _private_file(path: Path) -> None:
+    """Create the log's folder (0700) and file (0600), or make them private: the log records every save path
+    and command, which are no other user's business. A link planted at the file's name is refused."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.parent.stat().st_uid == os.getuid():
+        os.chmod(path.parent, 0o700)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)
+    finally:
+        os.close(descriptor)
+
+
 def setup_file_logging() -> Path | None:
     """Send the package's log records to the log file; returns its path, or None if it cannot be written."""
     path = log_path()
@@ -21,7 +34,7 @@ def setup_file_logging() -> Path | None:
     if any(isinstance(handler, logging.FileHandler) for handler in logger.handlers):
         return path
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _private_file(path)
         handler = logging.FileHandler(path, encoding="utf-8")
     except OSError:
         return None

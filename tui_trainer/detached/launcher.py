@@ -23,6 +23,8 @@ from tui_trainer.engine.runinfo import SOCKET_FILE, RunInfo, process_alive, read
 from tui_trainer.launch import LaunchOptions
 
 ENGINE_LOG = "engine.log"
+OPTIONS_FILE = "launch.json"
+"""What the engine was asked to run (LaunchOptions as JSON), readable by the user alone."""
 READY_TIMEOUT_S = 180.0
 
 
@@ -30,10 +32,32 @@ class DetachError(Exception):
     """The detached run did not start; the message is the engine's own one-line reason."""
 
 
-def _module_command(run_dir: Path, options: LaunchOptions, pause_on_fault: bool, role: str) -> list[str]:
-    command = [sys.executable, "-m", "tui_trainer.detached.launcher", role, "--run-dir", str(run_dir),
-               "--options", json.dumps(dataclasses.asdict(options))]
+def _python(module: str) -> list[str]:
+    """`python -m module` that never imports from the current folder: -P keeps it off sys.path (a psutil.py or
+    a torch/ there would otherwise run inside the engine). PYTHONSAFEPATH in ENGINE_ENV does the same for the
+    processes torchrun starts."""
+    return [sys.executable, "-P", "-m", module]
+
+
+ENGINE_ENV = {"PYTHONSAFEPATH": "1"}
+
+
+def _supervisor_command(run_dir: Path, options: LaunchOptions, pause_on_fault: bool) -> list[str]:
+    """The supervisor's command line. The options (the whole config, paths, overrides) go in a file only the
+    user can read, not on the command line, which every user of the machine sees in `ps`."""
+    options_file = run_dir / OPTIONS_FILE
+    descriptor = os.open(options_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        os.fchmod(file.fileno(), 0o600)
+        json.dump(dataclasses.asdict(options), file)
+    command = [*_python("tui_trainer.detached.launcher"), "supervise", "--run-dir", str(run_dir),
+               "--options-file", str(options_file)]
     return command + (["--pause-on-fault"] if pause_on_fault else [])
+
+
+def read_options(path: Path) -> LaunchOptions:
+    with path.open(encoding="utf-8") as file:
+        return LaunchOptions(**json.load(file))
 
 
 def launch_detached(options: LaunchOptions, pause_on_fault: bool = True,
@@ -48,10 +72,12 @@ def launch_detached(options: LaunchOptions, pause_on_fault: bool = True,
     run_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(run_dir, 0o700)
     launched_at = time.time()
-    with (run_dir / ENGINE_LOG).open("ab") as log:
+    log_descriptor = os.open(run_dir / ENGINE_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(log_descriptor, "ab") as log:
         supervisor = subprocess.Popen(
-            _module_command(run_dir, options, pause_on_fault, "supervise"), stdin=subprocess.DEVNULL,
+            _supervisor_command(run_dir, options, pause_on_fault), stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+            env={**os.environ, **ENGINE_ENV},
         )
     # An owned engine waits for its app before the first step: set up (run.json says starting) is ready.
     ready = ("starting", "running", "paused") if options.owned else ("running", "paused")
@@ -181,18 +207,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tui_trainer.detached.launcher")
     parser.add_argument("role", choices=["supervise", "engine"])
     parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--options", required=True)
+    parser.add_argument("--options-file", required=True)
     parser.add_argument("--pause-on-fault", action="store_true")
     args = parser.parse_args(argv[1:])
     run_dir = Path(args.run_dir)
+    options = read_options(Path(args.options_file))
     if args.role == "supervise":
-        options = LaunchOptions(**json.loads(args.options))
-        engine = [sys.executable, "-m", "tui_trainer.detached.launcher", "engine", *argv[2:]]
+        engine = [*_python("tui_trainer.detached.launcher"), "engine", *argv[2:]]
         if options.processes > 1:
-            engine = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(options.processes),
-                      "--master-port", str(free_port()), *engine[1:]]
+            engine = [*_python("torch.distributed.run"), "--nproc-per-node", str(options.processes),
+                      "--master-port", str(free_port()), "-m", "tui_trainer.detached.launcher", "engine", *argv[2:]]
         return supervise(run_dir, engine)
-    options = LaunchOptions(**json.loads(args.options))
     return serve(run_dir, options, args.pause_on_fault)
 
 
