@@ -60,6 +60,9 @@ def _run_parser() -> argparse.ArgumentParser:
                         help="app: train in a thread of the app's own process instead of an engine process of its "
                              "own (slower: the UI and training share Python's interpreter lock)")
     parser.add_argument("--resume", metavar="PATH", help="continue from a checkpoint (its config, plus overrides)")
+    parser.add_argument("--trust-code", action="store_true",
+                        help="with --resume: let this checkpoint's stored config import the code it names (e.g. "
+                             "model.import); without it, such a checkpoint is refused, since a file is data")
     group = parser.add_argument_group("overrides (each sets one preset field)")
     group.add_argument("--epochs", metavar="N")
     group.add_argument("--max-steps", metavar="N")
@@ -130,7 +133,7 @@ def _launch_options(args: argparse.Namespace):
 
     options = LaunchOptions(preset=args.preset, presets_dir=args.presets_dir, resume=args.resume,
                             start=args.start, json=args.json, detach=args.detach, processes=args.processes,
-                            in_thread=args.in_thread)
+                            in_thread=args.in_thread, trust_code=args.trust_code)
     for flag, key in OVERRIDE_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:
@@ -194,6 +197,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return _fail(f"--processes: given {args.processes}; allowed: 1 to 1024")
     if args.processes > 1 and not args.detach:
         return _fail("--processes goes with --detach (or launch torchrun yourself: see the README)")
+    if args.trust_code and not args.resume:
+        return _fail("--trust-code goes with --resume (a preset you name is already your choice)")
     if args.in_thread and (args.headless or args.detach):
         return _fail("--in-thread goes with the app alone (not with --headless or --detach)")
     if args.headless and args.detach:

@@ -195,6 +195,52 @@ class RunConfig(Section):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+# ---------------------------------------------------------------- code a config would run
+
+
+def import_targets(config: RunConfig) -> list[tuple[str, str]]:
+    """Every `import:` field set in config, as (field path, "package.module:factory"): the code a run of it
+    would import and call. Found by the schema (any section's `import` field), so a new one cannot be missed."""
+    found: list[tuple[str, str]] = []
+
+    def walk(section: BaseModel, prefix: str) -> None:
+        for name, info in type(section).model_fields.items():
+            key, value = info.alias or name, getattr(section, name)
+            if key == "import" and isinstance(value, str):
+                found.append((prefix + key, value))
+            elif isinstance(value, BaseModel):
+                walk(value, f"{prefix}{key}.")
+
+    walk(config, "")
+    return found
+
+
+class UntrustedCode(ConfigError):
+    """A config read back from a file (a checkpoint, a run folder's config.yaml) names code to import, and the
+    user has not said that this file may run code. `targets` are the (field, target) pairs to show them."""
+
+    def __init__(self, source: str, targets: list[tuple[str, str]]) -> None:
+        self.targets = targets
+        listed = ", ".join(f"{path} {target!r}" for path, target in targets)
+        super().__init__(source, "", f"refused: its stored config would import and run code ({listed}); code from "
+                                     "a file runs only if you trust that file: add --trust-code, or load it from "
+                                     "the app's load panel, which asks")
+
+
+def require_trusted(config: RunConfig, source: str, trusted: bool = False,
+                    allowed: tuple[str, ...] | list[str] = (), user_fields: set[str] | frozenset[str] = frozenset(),
+                    ) -> None:
+    """Raise UntrustedCode unless every import target in a config read from a file is allowed: the user trusts
+    the whole file (`trusted`, --trust-code), confirmed that exact target (`allowed`), or set that field
+    themselves (`user_fields`: dotted keys from --set and the like)."""
+    if trusted:
+        return
+    refused = [(path, target) for path, target in import_targets(config)
+               if target not in allowed and path not in user_fields]
+    if refused:
+        raise UntrustedCode(source, refused)
+
+
 # ---------------------------------------------------------------- catalog checks
 
 

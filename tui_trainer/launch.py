@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tui_trainer import presets
-from tui_trainer.config import ConfigError, RunConfig, apply_overrides, config_from_dict
+from tui_trainer.config import ConfigError, RunConfig, apply_overrides, config_from_dict, require_trusted
 
 
 @dataclass
@@ -42,12 +42,17 @@ class LaunchOptions:
     """The owning app's process, watched by the engine (the app may die before it connects)."""
     in_thread: bool = False
     """The app trains in a thread of its own process instead of starting an engine process."""
+    trust_code: bool = False
+    """--trust-code: the resumed checkpoint may import the code its stored config names."""
+    trusted_imports: list[str] = field(default_factory=list)
+    """Import targets of the resumed checkpoint that the user confirmed in the app (exactly these may run)."""
 
 
 def resolve_config(options: LaunchOptions) -> tuple[RunConfig, Path | None]:
     """The run's config and where it came from (the preset file; None for a resumed checkpoint).
 
-    Resuming takes the checkpoint's own config, with the command line's overrides on top.
+    Resuming takes the checkpoint's own config, with the command line's overrides on top. A checkpoint is data:
+    code its config names is imported only when the user trusts it (UntrustedCode otherwise).
     Raises ConfigError (or CheckpointError) with a one-line message.
     """
     if options.resume:
@@ -60,9 +65,12 @@ def resolve_config(options: LaunchOptions) -> tuple[RunConfig, Path | None]:
         source = str(path)
     try:
         raw = apply_overrides(raw, options.overrides, source=source) if options.overrides else raw
-        return config_from_dict(raw, source=source), path
+        config = config_from_dict(raw, source=source)
     except ConfigError as error:
         raise _blame_flag(error, options) from None
+    if options.resume:
+        require_trusted(config, source, options.trust_code, options.trusted_imports, set(options.overrides))
+    return config, path
 
 
 def _blame_flag(error: ConfigError, options: LaunchOptions) -> ConfigError:

@@ -31,7 +31,7 @@ from textual.worker import Worker, WorkerState
 
 from tui_trainer import presets
 from tui_trainer.catalog.datasets import DatasetError
-from tui_trainer.config import ConfigError, RunConfig, apply_overrides, config_from_dict
+from tui_trainer.config import ConfigError, RunConfig, UntrustedCode, apply_overrides, config_from_dict
 from tui_trainer.detached.client import RunUnavailable
 from tui_trainer.detached.launcher import DetachError
 from tui_trainer.engine.checkpoints import CheckpointError
@@ -39,10 +39,11 @@ from tui_trainer.engine.events import CheckpointFailed, CheckpointSaved, RunStar
 from tui_trainer.engine.runinfo import LIVE_STATES, RunInfo, effective_state, read_run_info
 from tui_trainer.launch import LaunchOptions, resolve_config
 from tui_trainer.logs import get_logger
+from tui_trainer.text import printable
 from tui_trainer.ui.heap import freeze_long_lived, thaw_long_lived
 from tui_trainer.ui.remote_session import EngineCuda, EngineProcess, RemoteSession, attach_command
 from tui_trainer.ui.run_view import LogLine
-from tui_trainer.ui.screens.checkpoints import LoadChoice, LoadPanel, SavePanel, default_name
+from tui_trainer.ui.screens.checkpoints import LoadChoice, LoadPanel, SavePanel, default_name, trust_question
 from tui_trainer.ui.screens.confirm import ConfirmModal
 from tui_trainer.ui.screens.dashboard import DashboardScreen
 from tui_trainer.ui.screens.help import HelpModal
@@ -55,6 +56,8 @@ from tui_trainer.ui.signals import leave_on_signals
 from tui_trainer.ui.throttle import Throttle
 
 if TYPE_CHECKING:
+    from textual.notifications import SeverityLevel
+
     from tui_trainer.engine.devices import DeviceMonitor
 
 EXIT_GRACE_S = 30.0
@@ -138,6 +141,12 @@ class TrainerApp(App[int]):
         self.chart_interval_s = chart_interval_s
         self.chart_cpu_share = chart_cpu_share
         self._device_throttle = Throttle(self, device_interval_s, self._sample_devices)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """A toast shows its text as written (a path or a name is never read as markup)."""
+        super().notify(printable(message, keep_newlines=True), title=printable(title), severity=severity,
+                       timeout=timeout, markup=markup)
 
     # ------------------------------------------------------------ start-up
 
@@ -413,15 +422,33 @@ class TrainerApp(App[int]):
             if self.options.detach or self.options.processes > 1:
                 options = LaunchOptions(resume=self.options.resume, overrides=self.options.overrides,
                                         override_sources=self.options.override_sources, detach=True,
-                                        processes=self.options.processes)
+                                        processes=self.options.processes, trust_code=self.options.trust_code,
+                                        trusted_imports=self.options.trusted_imports)
                 self.launch(options, paused=not self.options.start, what=Path(self.options.resume or "").name)
                 return
             launch = LaunchOptions(resume=self.options.resume, overrides=self.options.overrides,
-                                   override_sources=self.options.override_sources)
+                                   override_sources=self.options.override_sources,
+                                   trust_code=self.options.trust_code, trusted_imports=self.options.trusted_imports)
             self.start_run(worker.result, launch, resume_from=self.options.resume,
                            start_paused=not self.options.start)
+        elif isinstance(worker.error, UntrustedCode) and state == WorkerState.ERROR:
+            self._ask_to_trust(self.options.resume or "", worker.error)
         elif state == WorkerState.ERROR and worker.error is not None:
             self.notify(one_line(worker.error), title="Cannot resume", severity="error", timeout=10)
+
+    def _ask_to_trust(self, path: str, refused: UntrustedCode) -> None:
+        """--resume of a checkpoint whose config names code: ask, naming exactly that code, before it runs."""
+        targets = tuple(refused.targets)
+
+        def answered(trusted: bool | None) -> None:
+            if not trusted:
+                self.notify(f"Not resumed: {Path(path).name} runs code you did not trust.", severity="warning")
+                return
+            self.options = dataclasses.replace(
+                self.options, trusted_imports=[*self.options.trusted_imports, *(target for _, target in targets)])
+            self._open_resume()
+
+        self.push_screen(ConfirmModal(trust_question(path, targets), confirm="Trust and resume"), answered)
 
     def on_setup_screen_run_configured(self, message: SetupScreen.RunConfigured) -> None:
         if self.session is not None and self.session.active:
@@ -515,12 +542,14 @@ class TrainerApp(App[int]):
 
     def _start_loaded(self, choice: LoadChoice, detached: bool = False, processes: int = 1) -> None:
         self._from_setup = False
+        trusted = [target for _, target in choice.imports]  # the load panel asked before choosing it
         if detached:
             # Detached runs have no start-paused option: a pause goes out first thing after attaching.
-            self.launch(LaunchOptions(resume=choice.path, detach=True, processes=processes), paused=True,
-                        what=Path(choice.path).name)
+            self.launch(LaunchOptions(resume=choice.path, detach=True, processes=processes, trusted_imports=trusted),
+                        paused=True, what=Path(choice.path).name)
             return
-        self.start_run(choice.config, LaunchOptions(resume=choice.path), resume_from=choice.path, start_paused=True)
+        self.start_run(choice.config, LaunchOptions(resume=choice.path, trusted_imports=trusted),
+                       resume_from=choice.path, start_paused=True)
         if self.options.in_thread:
             self.notify("Loaded; the run waits paused: space starts it.", timeout=4)
 

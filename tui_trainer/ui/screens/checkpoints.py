@@ -20,10 +20,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Static
 from textual.worker import Worker, WorkerState
 
-from tui_trainer.config import ConfigError, RunConfig, config_from_dict
+from tui_trainer.config import ConfigError, RunConfig, config_from_dict, import_targets
 from tui_trainer.engine.checkpoints import CheckpointError, CheckpointInfo
 from tui_trainer.engine.events import CheckpointFailed, CheckpointSaved
+from tui_trainer.text import literal
 from tui_trainer.ui import format as fmt
+from tui_trainer.ui.screens.confirm import ConfirmModal
 
 SAVED_CONTENTS = ("model weights, optimizer, scheduler and grad-scaler state, epoch, step and position in the "
                   "epoch, random-number states, the run's config and its metric history")
@@ -146,14 +148,31 @@ COLUMNS = (("File", 24), ("Epoch", 5), ("Step", 8), ("Val loss", 9), ("Val acc/R
 class LoadChoice:
     path: str
     config: RunConfig
+    imports: tuple[tuple[str, str], ...] = ()
+    """(field, "module:factory") of code its stored config imports; chosen only once the user trusts it."""
 
 
 def check_loadable(path: str) -> LoadChoice:
-    """Open the checkpoint's metadata and config; raises CheckpointError or ConfigError with one line."""
+    """Everything that can be checked before the current run is stopped for this checkpoint: the file, its
+    config, and that this machine can train it. Raises CheckpointError or ConfigError with one line."""
     from tui_trainer.engine.checkpoints import load_checkpoint
+    from tui_trainer.preflight import check_environment
 
     payload = load_checkpoint(path, mmap=True)
-    return LoadChoice(path, config_from_dict(payload["config"], source=path))
+    config = config_from_dict(payload["config"], source=path)
+    check_environment(config, source=path)
+    return LoadChoice(path, config, tuple(import_targets(config)))
+
+
+def trust_question(path: str, imports: tuple[tuple[str, str], ...]) -> str:
+    """The confirmation that names exactly the code a file's config would run."""
+    lines = [f"{Path(path).name} would import and run code named in its stored config:"]
+    for field, target in imports:
+        module, _, factory = target.partition(":")
+        lines.append(f"  {field}: module {module}, factory {factory}")
+    lines.append("A checkpoint is data: run its code only if you trust whoever wrote this file. Load it and run "
+                 "this code?")
+    return "\n".join(lines)
 
 
 class LoadPanel(ModalScreen[LoadChoice | None]):
@@ -188,7 +207,7 @@ class LoadPanel(ModalScreen[LoadChoice | None]):
 
     def _status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#load-status", Static)
-        status.update(text)
+        status.update(literal(text))
         status.set_class(error, "-error")
 
     def scan(self, folder: str) -> None:
@@ -215,19 +234,33 @@ class LoadPanel(ModalScreen[LoadChoice | None]):
                 self._status(f"Cannot list {self.folder}: {worker.error}", error=True)
         elif worker.group == "load-check":
             if event.state == WorkerState.SUCCESS and worker.result is not None:
-                self.dismiss(worker.result)
+                self._chosen(worker.result)
             elif event.state == WorkerState.ERROR:
                 error = worker.error
                 text = str(error) if isinstance(error, (CheckpointError, ConfigError)) else \
                     f"{type(error).__name__}: {error}"
                 self._status(f"Cannot load: {text}", error=True)
 
+    def _chosen(self, choice: LoadChoice) -> None:
+        if not choice.imports:
+            self.dismiss(choice)
+            return
+
+        def answered(trusted: bool | None) -> None:
+            if trusted:
+                self.dismiss(choice)
+            else:
+                self._status(f"Not loaded: {Path(choice.path).name} runs code you did not trust.", error=True)
+
+        self.app.push_screen(ConfirmModal(trust_question(choice.path, choice.imports), confirm="Trust and load",
+                                          decline="Cancel"), answered)
+
     def _fill(self, infos: list[CheckpointInfo]) -> None:
         table = self.query_one("#load-table", DataTable)
         table.clear()
         self.infos = {info.path: info for info in infos}
         for info in infos:
-            table.add_row(*_row(info), key=info.path)
+            table.add_row(*map(literal, _row(info)), key=info.path)
         if infos:
             self._status(f"{len(infos)} checkpoint{'s' if len(infos) != 1 else ''} in {self.folder}, newest first.")
         else:

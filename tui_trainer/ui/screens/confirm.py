@@ -8,6 +8,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
+from tui_trainer.text import literal
+
 
 class ConfirmModal(ModalScreen[bool]):
     BINDINGS = [
@@ -21,7 +23,7 @@ class ConfirmModal(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="panel confirm-panel"):
-            yield Label(self.question, classes="panel-text")
+            yield Label(literal(self.question, keep_newlines=True), classes="panel-text")
             with Horizontal(classes="panel-buttons"):
                 yield Button(f"{self.confirm} (y)", id="confirm", variant="primary")
                 yield Button(f"{self.decline} (n)", id="decline")

@@ -8,6 +8,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
+from tui_trainer.text import literal
+
 LEAVE_RUNNING = "leave"
 SAVE_AND_STOP = "stop"
 
@@ -28,7 +30,7 @@ class LeaveModal(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="panel confirm-panel leave-panel"):
-            yield Label(self.question, classes="panel-text")
+            yield Label(literal(self.question, keep_newlines=True), classes="panel-text")
             with Horizontal(classes="panel-buttons"):
                 yield Button(f"{self.leave} (l)", id=LEAVE_RUNNING, variant="primary")
                 yield Button("Save and stop it (s)", id=SAVE_AND_STOP, variant="warning")

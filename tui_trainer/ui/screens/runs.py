@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Input, Label, Static
 from textual.worker import Worker, WorkerState
 
 from tui_trainer.engine.runinfo import LIVE_STATES, RunInfo
+from tui_trainer.text import literal
 from tui_trainer.ui import format as fmt
 
 ATTACH, LOAD = "attach", "load"
@@ -94,7 +95,7 @@ class RunsPanel(ModalScreen[RunChoice | None]):
 
     def _status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#runs-status", Static)
-        status.update(text)
+        status.update(literal(text))
         status.set_class(error, "-error")
 
     def scan(self, folder: str) -> None:
@@ -122,7 +123,7 @@ class RunsPanel(ModalScreen[RunChoice | None]):
         table.clear()
         self.infos = {info.run_dir: info for info in infos}
         for info in infos:
-            table.add_row(*_row(info), key=info.run_dir)
+            table.add_row(*map(literal, _row(info)), key=info.run_dir)
         live = sum(info.state in LIVE_STATES for info in infos)
         if infos:
             self._status(f"{len(infos)} run{'s' if len(infos) != 1 else ''} in {self.folder} ({live} live), "

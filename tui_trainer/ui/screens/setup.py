@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -29,6 +28,7 @@ from tui_trainer.catalog.optimizers import OPTIMIZERS
 from tui_trainer.config import ConfigError, RunConfig, apply_overrides, config_from_dict
 from tui_trainer.engine.devices import DeviceInfo
 from tui_trainer.launch import LaunchOptions
+from tui_trainer.text import literal, printable
 from tui_trainer.ui import form
 from tui_trainer.ui import format as fmt
 from tui_trainer.ui.heap import freeze_long_lived
@@ -157,8 +157,8 @@ class SetupScreen(Screen[None]):
                 self._general_error(str(error))
         option_list = self.query_one("#preset-list", OptionList)
         for entry in self.entries.values():
-            prompt = Text(entry.name, style="bold")
-            prompt.append(f"\n{entry.error or entry.description}")
+            prompt = literal(entry.name, style="bold")
+            prompt.append(f"\n{printable(entry.error or entry.description)}")
             if option_list.option_count:
                 option_list.add_option(None)
             option_list.add_option(Option(prompt, id=entry.name, disabled=entry.error is not None))
@@ -249,7 +249,7 @@ class SetupScreen(Screen[None]):
         key = form.sizing_key(config)
         if key in self.train_sizes:
             text += f" · {self.train_sizes[key]:,} training samples"
-        self.query_one("#preset-summary", Static).update(Text(text))
+        self.query_one("#preset-summary", Static).update(literal(text, keep_newlines=True))
 
     # ------------------------------------------------------------ validation
 
@@ -306,13 +306,13 @@ class SetupScreen(Screen[None]):
 
     def _flag(self, name: str, message: str) -> None:
         error = self.query_one(f"#error-{name}", Static)
-        error.update(Text(message))
+        error.update(literal(message))
         error.display = bool(message)
         self.query_one(f"#{name}").set_class(bool(message), "-invalid")
 
     def _general_error(self, message: str) -> None:
         error = self.query_one("#form-error", Static)
-        error.update(Text(message))
+        error.update(literal(message))
         error.display = bool(message)
 
     def show_start_error(self, error: Exception) -> None:

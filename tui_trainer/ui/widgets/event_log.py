@@ -15,6 +15,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widget import Widget
 
+from tui_trainer.text import printable
 from tui_trainer.ui.run_view import LogLine
 from tui_trainer.ui.throttle import Throttle
 from tui_trainer.ui.widgets.styling import component_style
@@ -94,7 +95,7 @@ class EventLog(Widget, can_focus=True):
             wrapped = self._wrapped.get(number)
             if wrapped is None:
                 stamp, line = self.entries[index]
-                text = Text.assemble((stamp, time_style), (line.text, styles.get(line.level, "")))
+                text = Text.assemble((stamp, time_style), (printable(line.text), styles.get(line.level, "")))
                 wrapped = list(text.wrap(self.app.console, width, overflow="fold"))
             wrapped_now[number] = wrapped
             rows[:0] = wrapped

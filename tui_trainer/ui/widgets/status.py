@@ -7,6 +7,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from tui_trainer.engine.events import RunFailed
+from tui_trainer.text import literal, printable
 from tui_trainer.ui import format as fmt
 from tui_trainer.ui.run_view import RunView
 from tui_trainer.ui.widgets.styling import component_style
@@ -54,15 +55,15 @@ class StatusBar(Widget):
         bar_style = component_style(self, "status--bar")
 
         head = Text.assemble((f" {STATE_LABELS.get(view.state, view.state)} ", state_style), " ")
-        head.append(view.run_id or view.preset)
+        head.append(printable(view.run_id or view.preset))
         details = f"  {view.preset} · {view.model or view.config.get('model', {}).get('name', '')}"
         if view.device_name:
             details += f" · {view.device_name}"
         if view.world_size > 1:
             details += f" · {view.world_size} processes"
-        head.append(details, label_style)
+        head.append(printable(details), label_style)
         if self.note:
-            head.append(f"  {self.note}", label_style)
+            head.append(printable(f"  {self.note}"), label_style)
         head.truncate(width, overflow="ellipsis")
 
         epochs = max(1, view.epochs)
@@ -96,7 +97,7 @@ class StatusBar(Widget):
             else:
                 line.append_text(Text.assemble((" R² ", label_style), fmt.number(metric, 3)))
         if view.last_checkpoint:
-            saved = Text.assemble(("  saved ", label_style), view.last_checkpoint.rsplit("/", 1)[-1])
+            saved = Text.assemble(("  saved ", label_style), printable(view.last_checkpoint.rsplit("/", 1)[-1]))
             if line.cell_len + saved.cell_len <= width:
                 line.append_text(saved)
         return line
@@ -114,4 +115,5 @@ class FaultBanner(Static):
         self.display = fault is not None
         if fault is not None:
             advice = f"\nTry: {fault.advice}." if fault.advice else ""
-            self.update(Text(f"Training paused: {fault.message}.{advice}  (space resumes anyway)"))
+            message = f"Training paused: {fault.message}.{advice}  (space resumes anyway)"
+            self.update(literal(message, keep_newlines=True))
