@@ -10,6 +10,7 @@ import pytest
 
 from tui_trainer.engine.controls import (
     COMMAND_TYPES,
+    CommandError,
     Controls,
     Pause,
     Resume,
@@ -37,9 +38,9 @@ def test_every_command_type_is_registered():
 
 
 def test_unknown_command_is_refused():
-    with pytest.raises((KeyError, ValueError)):
+    with pytest.raises(CommandError):
         command_from_dict({"type": "format_disk"})
-    with pytest.raises(TypeError):
+    with pytest.raises(CommandError):
         command_from_dict({"type": "pause", "extra": 1})
 
 

@@ -28,7 +28,7 @@ from tui_trainer.catalog.losses import build_loss
 from tui_trainer.catalog.models import build_model
 from tui_trainer.catalog.optimizers import OPTIMIZERS, build_optimizer
 from tui_trainer.config import ConfigError, RunConfig, metric_mode
-from tui_trainer.engine import checkpoints, distributed, host_memory, schedules
+from tui_trainer.engine import checkpoints, distributed, host_memory, save_names, schedules
 from tui_trainer.engine.background_writes import BackgroundWrites, Serialized
 from tui_trainer.engine.controls import Command, Controls, Pause, Resume, Save, SetHyperparameters, Stop
 from tui_trainer.engine.devices import DeviceError, cuda_memory_figures, device_name, resolve_device
@@ -816,8 +816,12 @@ class Trainer:
         elif isinstance(command, SetHyperparameters):
             self._set_hyperparameters(command)
         elif isinstance(command, Save):
+            problem = save_names.save_path_problem(str(command.path)) if command.path else ""
             path = Path(command.path) if command.path else self.run_dir / f"manual-e{self.epoch}-s{self.step}.pt"
-            self.save(path, "manual")
+            if problem:  # a name the run would prune, hide or overwrite: refused before anything is written
+                self._emit(CheckpointFailed(str(path), problem, "manual"))
+            else:
+                self.save(path, "manual")
 
     def _set_hyperparameters(self, command: SetHyperparameters) -> None:
         changes, previous = {}, {}

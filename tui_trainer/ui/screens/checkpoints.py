@@ -21,8 +21,9 @@ from textual.widgets import Button, DataTable, Input, Label, Static
 from textual.worker import Worker, WorkerState
 
 from tui_trainer.config import ConfigError, RunConfig, config_from_dict, import_targets
-from tui_trainer.engine.checkpoints import CheckpointError, CheckpointInfo
+from tui_trainer.engine.checkpoints import SUFFIX, CheckpointError, CheckpointInfo
 from tui_trainer.engine.events import CheckpointFailed, CheckpointSaved
+from tui_trainer.engine.save_names import save_name_problem
 from tui_trainer.text import literal
 from tui_trainer.ui import format as fmt
 from tui_trainer.ui.screens.confirm import ConfirmModal
@@ -97,7 +98,7 @@ class SavePanel(ModalScreen[str | None]):
 
     def _status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#save-status", Static)
-        status.update(text)
+        status.update(literal(text))
         status.set_class(error, "-error")
 
     def save(self) -> None:
@@ -105,11 +106,15 @@ class SavePanel(ModalScreen[str | None]):
             return
         name = self.query_one("#save-name", Input).value.strip()
         folder = Path(self.query_one("#save-folder", Input).value.strip() or ".").expanduser()
-        if not name or "/" in name or name in (".", ".."):
+        if not name:
             self._status("Give a file name (no folders in it).", error=True)
             return
-        if not name.endswith(".pt"):
-            name += ".pt"
+        if not name.endswith(SUFFIX):
+            name += SUFFIX
+        problem = save_name_problem(name, folder)
+        if problem:
+            self._status(f"Not saved: {problem}.", error=True)
+            return
         problem = writable_problem(folder)
         if problem:
             self._status(f"Not saved: {problem}. The run goes on.", error=True)

@@ -15,13 +15,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from tui_trainer.catalog.optimizers import LIVE_TUNABLE, OPTIMIZERS
+from tui_trainer.engine.controls import allowed_values, hyperparameter_problem
+from tui_trainer.text import literal
 from tui_trainer.ui import format as fmt
 
-RANGES = {
-    "lr": ("a number > 0", lambda value: value > 0),
-    "weight_decay": ("a number >= 0", lambda value: value >= 0),
-    "momentum": ("a number in [0, 1)", lambda value: 0 <= value < 1),
-}
 LABELS = {"lr": "Learning rate", "weight_decay": "Weight decay", "momentum": "Momentum"}
 
 
@@ -32,15 +29,13 @@ def tunable(optimizer: str) -> list[str]:
 
 
 def check_value(name: str, text: str) -> tuple[float | None, str]:
-    """The value typed for a hyperparameter, or why it cannot be used."""
-    allowed, fits = RANGES[name]
+    """The value typed for a hyperparameter, or why it cannot be used (the bounds a preset has for it)."""
     try:
         value = float(text.strip())
     except ValueError:
-        return None, f"{name}: not a number; given {text.strip()!r}; allowed: {allowed}"
-    if not math.isfinite(value) or not fits(value):
-        return None, f"{name}: given {value:g}; allowed: {allowed}"
-    return value, ""
+        return None, f"{name}: not a number; given {text.strip()[:40]!r}; allowed: {allowed_values(name)}"
+    problem = hyperparameter_problem(name, value)
+    return (None, problem) if problem else (value, "")
 
 
 class TweakPanel(ModalScreen[dict[str, float] | None]):
@@ -98,7 +93,7 @@ class TweakPanel(ModalScreen[dict[str, float] | None]):
             else:
                 value, problem = check_value(name, text)
             error = self.query_one(f"#tweak-{name}-error", Static)
-            error.update(problem)
+            error.update(literal(problem))
             error.display = bool(problem)
             self.query_one(f"#tweak-{name}", Input).set_class(bool(problem), "-invalid")
             if problem:
