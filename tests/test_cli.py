@@ -129,3 +129,13 @@ def test_checkpoints_lists_unreadable_files_with_their_reason(tmp_path, capsys):
               for line in capsys.readouterr().out.splitlines()}
     assert "not a checkpoint" in listed["notes.pt"]["error"]
     assert "empty" in listed["empty.pt"]["error"]
+
+
+@pytest.mark.parametrize(("args", "flag"), [(["--lr", "abc"], "--lr"), (["--epochs", "0"], "--epochs"),
+                                             (["--set", "optimizer.lr=-1"], "--set optimizer.lr")])
+def test_the_app_blames_the_flag_not_the_preset_file(capsys, args, flag):
+    """Before the app opens, as headless does: the bad value came from the flag, not from the preset."""
+    assert main(["--preset", "iris-linear", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tui-trainer: error: {flag}:"), err
+    assert "iris-linear.yaml" not in err and len(err.strip().splitlines()) == 1

@@ -29,9 +29,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from tui_trainer import presets
 from tui_trainer.catalog.datasets import DatasetError
-from tui_trainer.config import ConfigError, RunConfig, UntrustedCode, apply_overrides, config_from_dict
+from tui_trainer.config import ConfigError, RunConfig, UntrustedCode
 from tui_trainer.detached.client import RunUnavailable
 from tui_trainer.detached.launcher import DetachError
 from tui_trainer.engine.checkpoints import CheckpointError
@@ -792,10 +791,7 @@ def check_options(options: LaunchOptions) -> str:
     if options.resume:
         return "" if Path(options.resume).expanduser().is_file() else f"{options.resume}: no such file"
     try:
-        path, raw = presets.load(options.preset or presets.DEFAULT_PRESET, options.presets_dir)
-        if options.overrides:
-            raw = apply_overrides(raw, options.overrides, source=str(path))
-        config_from_dict(raw, source=str(path))
+        resolve_config(options)
     except ConfigError as error:
         return str(error)
     return ""
@@ -809,7 +805,7 @@ def run_app(options: LaunchOptions) -> int:
     """
     problem = check_options(options)
     if problem:
-        print(f"tui-trainer: {problem}", file=sys.stderr)
+        print(f"tui-trainer: error: {problem}", file=sys.stderr)
         return 2
     app = TrainerApp(options)
     # Our own loop: asyncio.run() would wait without end for a training thread that does not stop.
