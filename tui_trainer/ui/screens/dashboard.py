@@ -14,7 +14,7 @@ from textual.widgets import Footer
 
 from tui_trainer.engine.devices import DeviceSample
 from tui_trainer.ui.run_view import LogLine, RunView
-from tui_trainer.ui.widgets.charts import MetricChart, loss_lines, metric_lines
+from tui_trainer.ui.widgets.charts import MetricChart, loss_lines, metric_lines, metric_title
 from tui_trainer.ui.widgets.event_log import EventLog
 from tui_trainer.ui.widgets.gauges import DevicePanel
 from tui_trainer.ui.widgets.status import FaultBanner, StatusBar
@@ -70,7 +70,6 @@ class DashboardScreen(Screen[None]):
     def attach(self, view: RunView) -> None:
         """Show a (new) run: reset the charts, keep the log."""
         self.view = view
-        self.metric_chart.title = "Accuracy" if view.task == "classification" else "Validation R²"
         for chart in (self.loss_chart, self.metric_chart):
             chart.drawn_version = -1
         self.update([], self.note)
@@ -101,6 +100,9 @@ class DashboardScreen(Screen[None]):
         stack = self.app.screen_stack
         if view is None or not self.is_mounted or not stack or stack[-1] is not self:
             return False
+        title = metric_title(view)  # the task is known only once the run has started (an engine process)
+        if self.metric_chart.title != title:
+            self.metric_chart.title, self.metric_chart.drawn_version = title, -1
         loss = self.loss_chart.draw(loss_lines(view), view.tweaks, view.chart_version)
         metric = self.metric_chart.draw(metric_lines(view), [], view.chart_version)
         return loss or metric

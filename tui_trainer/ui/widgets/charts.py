@@ -124,10 +124,14 @@ def loss_lines(view: RunView) -> list[Line]:
     ]
 
 
+def metric_title(view: RunView) -> str:
+    return "Accuracy" if view.task == "classification" else "Validation R²"
+
+
 def metric_lines(view: RunView) -> list[Line]:
     if view.task == "classification":
         return [
             Line("train", view.train_metric, "braille", "cyan"),
             Line("val", view.val_metric, "dot", "orange"),
         ]
-    return [Line("val (from -1)", view.val_metric, "dot", "orange", floor=-1.0)]
+    return [Line("val (below -1 drawn at -1)", view.val_metric, "dot", "orange", floor=-1.0)]
