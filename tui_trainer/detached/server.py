@@ -3,6 +3,12 @@
 Events fan out to every attached client (each with its own queue and writer thread, so a slow client never
 slows training); commands from any client go into the one Controls queue, so they apply in order.
 
+Everything a client sends is data to check: a command goes on only when it fits its schema (engine.controls)
+and a save's file name is one the user may have (engine.save_names); anything else is answered with an error
+line to that client and ignored. What a client can cost is bounded: MAX_CLIENTS connections (two threads each),
+lines of MAX_COMMAND_BYTES, and OUTBOX_LIMIT_BYTES of events waiting for a client that does not read (it is
+dropped).
+
 A run the app starts in its own engine process (the app's default) is *owned*: the first client to connect
 is the app that started it, and when that connection ends without a `release` message (the app quit, was
 killed, lost its terminal) the run saves last.pt and stops, as a run inside the app would. `release` (the
@@ -21,10 +27,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tui_trainer.detached.protocol import RECORD_KINDS, encode, read_lines, short_path
-from tui_trainer.engine.controls import Controls, command_from_dict
+from tui_trainer.detached.protocol import (
+    MAX_COMMAND_BYTES,
+    RECORD_KINDS,
+    BadLine,
+    encode,
+    error_line,
+    read_messages,
+    short_path,
+)
+from tui_trainer.engine.controls import CommandError, Controls, Save, command_from_dict
 from tui_trainer.engine.events import Event, RunStarted, StateChanged
 from tui_trainer.engine.runinfo import SOCKET_FILE
+from tui_trainer.engine.save_names import save_path_problem
 from tui_trainer.logs import get_logger
 
 log = get_logger("detached")
@@ -38,6 +53,13 @@ OWNER_POLL_S = 0.5
 FLUSH_TIMEOUT_S = 2.0
 """At the end of a run: how long the clients' writers get to send the last events (RunFinished) before the
 process exits and takes its daemon threads with it."""
+MAX_CLIENTS = 16
+"""Connections served at once; one more is told so and closed."""
+OUTBOX_LIMIT_BYTES = 4 * 2**20
+"""Events waiting for one client; a client further behind is dropped (it never reads, or reads too slowly)."""
+LOGGED_REFUSALS = 10
+"""Refused messages logged per client; past it, one line says the rest are not."""
+REFUSE_TIMEOUT_S = 1.0
 
 
 def _count_lines(path: Path) -> int:
@@ -49,16 +71,33 @@ def _count_lines(path: Path) -> int:
 
 
 class Client:
+    """One connection: events go out through a queue and a writer thread of its own, so a client that reads
+    slowly never blocks the training thread; past OUTBOX_LIMIT_BYTES queued, it is dropped."""
+
     def __init__(self, connection: socket.socket) -> None:
         self.connection = connection
         self.outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self.queued_bytes = 0
+        """Bytes queued and not yet sent; at most OUTBOX_LIMIT_BYTES (or one message, if larger)."""
         self.closed = threading.Event()
+        self.refusals = 0
+        self._lock = threading.Lock()
+        self._finishing = False
+        self._socket_closed = False
         self.writer = threading.Thread(target=self._write, name="client-writer", daemon=True)
         self.writer.start()
 
     def send(self, data: bytes) -> None:
-        if not self.closed.is_set():
-            self.outbox.put(data)
+        with self._lock:
+            if self.closed.is_set() or self._finishing:
+                return
+            behind = self.queued_bytes
+            if not behind or behind + len(data) <= OUTBOX_LIMIT_BYTES:
+                self.queued_bytes += len(data)
+                self.outbox.put(data)
+                return
+        log.warning("dropped a client that fell %d bytes behind the run's events (it does not read them)", behind)
+        self.close()
 
     def _write(self) -> None:
         while True:
@@ -69,18 +108,26 @@ class Client:
                 self.connection.sendall(data)
             except OSError:
                 break
+            finally:
+                with self._lock:
+                    self.queued_bytes -= len(data)
         self.close()
 
     def finish(self) -> None:
         """Close after everything queued so far has been sent."""
+        with self._lock:
+            self._finishing = True
         self.outbox.put(None)
 
     def close(self) -> None:
-        if not self.closed.is_set():
-            self.closed.set()
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            self.connection.close()
+        with self._lock:
+            if self._socket_closed:
+                return
+            self._socket_closed = True
+        self.closed.set()
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)  # wakes this client's reader and writer
+        self.connection.close()
 
 
 class EventHub:
@@ -108,6 +155,11 @@ class EventHub:
                 data = encode(event.to_dict())
                 for client in self._clients:
                     client.send(data)
+
+    def has_room(self) -> bool:
+        with self._lock:
+            self._clients = [client for client in self._clients if not client.closed.is_set()]
+            return len(self._clients) < MAX_CLIENTS
 
     def attach(self, client: Client) -> None:
         with self._lock:
@@ -153,6 +205,7 @@ class ControlServer:
         self._inode = self.path.stat().st_ino
         self._socket.listen(8)
         self._stopping = False
+        self._turned_away = 0
         threading.Thread(target=self._accept, name="control-accept", daemon=True).start()
         if owned:
             timer = threading.Timer(owner_wait_s, self._owner_never_came)
@@ -167,28 +220,68 @@ class ControlServer:
                 connection, _ = self._socket.accept()
             except OSError:
                 return
+            if not self.hub.has_room():
+                self._turn_away(connection)
+                continue
             client = Client(connection)
             if self.owned and self._owner is None:
                 self._owner = client
             self.hub.attach(client)
             threading.Thread(target=self._read_commands, args=(client,), name="control-reader", daemon=True).start()
 
+    def _turn_away(self, connection: socket.socket) -> None:
+        self._turned_away += 1
+        if self._turned_away % 100 == 1:  # one line, not one per attempt of a client that keeps trying
+            log.warning("refused a connection (%d so far): %d clients are attached already", self._turned_away,
+                        MAX_CLIENTS)
+        connection.settimeout(REFUSE_TIMEOUT_S)
+        with contextlib.suppress(OSError):
+            connection.sendall(error_line(f"this run serves {MAX_CLIENTS} connections at once and has them all; "
+                                          "close one (another app or `tui-trainer attach`) and try again"))
+        connection.close()
+
     def _read_commands(self, client: Client) -> None:
-        for message in read_lines(client.connection):
-            if message.get("type") == RELEASE:
-                self._release()
-                continue
-            if message.get("type") == READY:
-                self._owner_ready.set()
-                continue
-            try:
-                command = command_from_dict(message)
-            except (KeyError, TypeError, ValueError):
-                log.warning("ignored a malformed command: %.200r", message)
-                continue
-            self.controls.send(command)
+        for message in read_messages(client.connection, MAX_COMMAND_BYTES):
+            problem = self._serve(client, message)
+            if problem:
+                self._refuse(client, problem)
+        client.finish()
         if self.owned and client is self._owner and not self._stopping:
             self._owner_left()
+
+    def _serve(self, client: Client, message: dict[str, Any] | BadLine) -> str:
+        """Act on one message from client; returns why it was refused, or ""."""
+        if isinstance(message, BadLine):
+            return message.problem
+        kind = message.get("type")
+        if kind in (RELEASE, READY):
+            if len(message) > 1:
+                return f"{kind} takes no fields; given {sorted(message)!r}"[:300]
+            if client is not self._owner:
+                return f"{kind}: only the app that started this run may send it"
+            if kind == RELEASE:
+                self._release()
+            else:
+                self._owner_ready.set()
+            return ""
+        try:
+            command = command_from_dict(message)
+        except CommandError as error:
+            return str(error)
+        if isinstance(command, Save) and command.path is not None:
+            problem = save_path_problem(command.path)
+            if problem:
+                return problem
+        self.controls.send(command)
+        return ""
+
+    def _refuse(self, client: Client, problem: str) -> None:
+        client.refusals += 1
+        if client.refusals <= LOGGED_REFUSALS:
+            log.warning("refused a message from a client: %s", problem)
+            if client.refusals == LOGGED_REFUSALS:
+                log.warning("further refusals for this client are not logged")
+        client.send(error_line(f"refused: {problem}; the run goes on"))
 
     def _release(self) -> None:
         if self.owned:
