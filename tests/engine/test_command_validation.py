@@ -219,3 +219,14 @@ def test_the_trainer_refuses_a_save_under_a_name_it_would_prune_or_hide(make_con
     names = sorted(path.name for path in trainer.run_dir.iterdir())
     assert "mine.pt" in names and "epoch-0000-mine.pt" not in names and not any(n.startswith(".tmp-") for n in names)
     assert (trainer.run_dir / "metrics.jsonl").stat().st_size > 0, "not overwritten by a checkpoint"
+
+
+@pytest.mark.parametrize("reason", ["loading /" + "d/" * 3000 + "x.pt", "r" * 1001, "received SIGTERM"])
+def test_the_apps_own_stops_always_fit_the_schema_they_cross_the_socket_by(reason):
+    from tui_trainer.engine.controls import Controls
+
+    controls = Controls()
+    controls.stop(save=True, reason=reason)
+    (stop,) = controls.drain()
+    assert command_from_dict(json.loads(json.dumps(stop.to_dict()))) == stop
+    assert reason.startswith(stop.reason)

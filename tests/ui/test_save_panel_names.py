@@ -52,3 +52,16 @@ async def test_markup_in_a_name_is_shown_as_typed(tmp_path):
     sent, status = await try_name(tmp_path, "[bold]x[red]")
     assert sent == [str(tmp_path / "[bold]x[red].pt")]
     assert "[bold]x[red].pt" in status
+
+
+async def test_a_folder_path_too_long_to_save_in_is_refused(tmp_path):
+    app = Host(tmp_path)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        panel = app.screen
+        panel.query_one("#save-folder", Input).value = str(tmp_path) + "/d" * 3000
+        panel.query_one("#save-name", Input).value = "mine"
+        panel.save()
+        await pilot.pause()
+        status = str(panel.query_one("#save-status", Static).render())
+    assert app.sent == [] and "longer than 4096 characters" in status

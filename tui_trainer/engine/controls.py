@@ -19,7 +19,8 @@ from pydantic import ConfigDict, Field, Strict, TypeAdapter, ValidationError
 
 from tui_trainer.config import OptimizerConfig
 
-MAX_REASON_CHARS = 200
+MAX_REASON_CHARS = 1000
+"""A stop's reason is shown in a status line; Controls.stop shortens a longer one (it may name a path)."""
 MAX_PATH_CHARS = 4096
 
 
@@ -175,7 +176,7 @@ class Controls:
         self.send(Resume())
 
     def stop(self, save: bool = True, reason: str = "") -> None:
-        self.send(Stop(save=save, reason=reason))
+        self.send(Stop(save=save, reason=reason[:MAX_REASON_CHARS]))
 
     def save(self, path: str | None = None) -> None:
         self.send(Save(path=path))

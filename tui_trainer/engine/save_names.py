@@ -26,11 +26,18 @@ MAX_PATH_CHARS = 4096
 SEPARATORS = frozenset(filter(None, ("/", os.sep, os.altsep)))
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a path too long, or with a NUL in it
+        return False
+
+
 def name_max(folder: str | Path) -> int:
     """The longest file name (in bytes) folder's file system takes; for a folder not made yet, its nearest
     existing parent's."""
     place = Path(folder).expanduser().absolute()
-    while not place.exists() and place != place.parent:
+    while not _exists(place) and place != place.parent:
         place = place.parent
     try:
         limit = os.pathconf(place, "PC_NAME_MAX")

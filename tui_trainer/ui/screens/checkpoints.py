@@ -23,7 +23,7 @@ from textual.worker import Worker, WorkerState
 from tui_trainer.config import ConfigError, RunConfig, config_from_dict, import_targets
 from tui_trainer.engine.checkpoints import SUFFIX, CheckpointError, CheckpointInfo
 from tui_trainer.engine.events import CheckpointFailed, CheckpointSaved
-from tui_trainer.engine.save_names import save_name_problem
+from tui_trainer.engine.save_names import save_name_problem, save_path_problem
 from tui_trainer.text import literal
 from tui_trainer.ui import format as fmt
 from tui_trainer.ui.screens.confirm import ConfirmModal
@@ -111,7 +111,7 @@ class SavePanel(ModalScreen[str | None]):
             return
         if not name.endswith(SUFFIX):
             name += SUFFIX
-        problem = save_name_problem(name, folder)
+        problem = save_name_problem(name, folder) or save_path_problem(str(folder / name))
         if problem:
             self._status(f"Not saved: {problem}.", error=True)
             return
