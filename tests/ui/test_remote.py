@@ -176,8 +176,8 @@ async def test_the_runs_panel_lists_runs_and_enter_attaches(shared):
         panel = app.screen
         table = panel.query_one("#runs-table", DataTable)
         assert [str(key.value) for key in table.rows] == [str(gone), shared.run_dir], "newest first"
-        assert "lost (killed by SIGKILL)" in table.get_row(str(gone))
-        assert "running" in table.get_row(shared.run_dir)
+        assert "lost (killed by SIGKILL)" in map(str, table.get_row(str(gone)))
+        assert "running" in map(str, table.get_row(shared.run_dir))
         await pilot.press("enter")
         status = panel.query_one("#runs-status", Static)
         await wait_for(pilot, lambda: "nothing to attach to" in str(status.render()), "why it cannot be attached")

@@ -125,7 +125,7 @@ async def test_a_killed_engine_shows_as_lost_with_its_exit_status(folder):
         press(app, "r")
         await wait_for(pilot, lambda: showing(app, RunsPanel) and app.screen.infos, "the runs")
         table = app.screen.query_one("#runs-table", DataTable)
-        assert "lost (killed by SIGKILL)" in table.get_row(info.run_dir)
+        assert "lost (killed by SIGKILL)" in map(str, table.get_row(info.run_dir))
         press(app, "escape")
         await wait_for(pilot, lambda: showing(app, DashboardScreen), "the dashboard")
         press(app, "q")
