@@ -14,7 +14,10 @@ from tui_trainer.config import OptimizerConfig
 from tui_trainer.engine import save_names
 from tui_trainer.engine.checkpoints import list_checkpoints, save_checkpoint
 from tui_trainer.engine.controls import (
+    MAX_WAITING_COMMANDS,
     CommandError,
+    Controls,
+    Pause,
     Save,
     SetHyperparameters,
     Stop,
@@ -230,3 +233,24 @@ def test_the_apps_own_stops_always_fit_the_schema_they_cross_the_socket_by(reaso
     (stop,) = controls.drain()
     assert command_from_dict(json.loads(json.dumps(stop.to_dict()))) == stop
     assert reason.startswith(stop.reason)
+
+
+@pytest.mark.parametrize("command", [SetHyperparameters(lr=1000.0), SetHyperparameters(weight_decay=1e308),
+                                     SetHyperparameters(momentum=1.0), SetHyperparameters(lr=float("nan")),
+                                     SetHyperparameters(), Stop(reason="x" * 5000)])
+def test_a_command_made_in_this_process_takes_the_same_bounds(command):
+    """A dataclass is not validated when it is built: Controls checks it as the socket would."""
+    controls = Controls()
+    with pytest.raises(CommandError):
+        controls.send(command)
+    assert not controls.has_pending()
+
+
+def test_a_flood_of_commands_is_refused_once_the_queue_is_full():
+    controls = Controls()
+    for _ in range(MAX_WAITING_COMMANDS):
+        controls.send(Pause())
+    with pytest.raises(CommandError, match="already waiting"):
+        controls.send(Pause())
+    assert len(controls.drain()) == MAX_WAITING_COMMANDS
+    controls.send(Pause())  # room again once the loop has taken them

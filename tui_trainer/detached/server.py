@@ -272,7 +272,10 @@ class ControlServer:
             problem = save_path_problem(command.path)
             if problem:
                 return problem
-        self.controls.send(command)
+        try:
+            self.controls.send(command)
+        except CommandError as error:
+            return str(error)
         return ""
 
     def _refuse(self, client: Client, problem: str) -> None:

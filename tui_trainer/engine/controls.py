@@ -158,6 +158,16 @@ def hyperparameter_problem(name: str, value: Any) -> str:
     return ""
 
 
+MAX_WAITING_COMMANDS = 1000
+"""Commands queued for the next step boundary beyond which more are refused (a client flooding the socket)."""
+
+
+def checked(command: Command) -> Command:
+    """command, validated as if it had come as JSON: a dataclass built in this process is not checked when it is
+    made, and every way into a run takes the same bounds. Raises CommandError."""
+    return command_from_dict(command.to_dict())
+
+
 class Controls:
     """A thread-safe mailbox of commands for one Trainer."""
 
@@ -166,6 +176,12 @@ class Controls:
         self._pending = threading.Event()
 
     def send(self, command: Command) -> None:
+        """Queue a command for the next step boundary; raises CommandError for a bad one, or when
+        MAX_WAITING_COMMANDS are already waiting."""
+        checked(command)
+        if self._queue.qsize() >= MAX_WAITING_COMMANDS:
+            raise CommandError(f"{command.kind}: {MAX_WAITING_COMMANDS} commands are already waiting for the next "
+                               "step; try again in a moment")
         self._queue.put(command)
         self._pending.set()
 

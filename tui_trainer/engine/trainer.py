@@ -30,7 +30,16 @@ from tui_trainer.catalog.optimizers import OPTIMIZERS, build_optimizer
 from tui_trainer.config import ConfigError, RunConfig, metric_mode
 from tui_trainer.engine import checkpoints, distributed, host_memory, save_names, schedules
 from tui_trainer.engine.background_writes import BackgroundWrites, Serialized
-from tui_trainer.engine.controls import Command, Controls, Pause, Resume, Save, SetHyperparameters, Stop
+from tui_trainer.engine.controls import (
+    Command,
+    Controls,
+    Pause,
+    Resume,
+    Save,
+    SetHyperparameters,
+    Stop,
+    hyperparameter_problem,
+)
 from tui_trainer.engine.devices import DeviceError, cuda_memory_figures, device_name, resolve_device
 from tui_trainer.engine.events import (
     CheckpointFailed,
@@ -827,10 +836,11 @@ class Trainer:
         changes, previous = {}, {}
         group = self.optimizer.param_groups[0]
         for key, value in command.changes().items():
+            problem = hyperparameter_problem(key, value)  # the preset's bounds, as for the socket and the panel
+            if problem:
+                self._emit(Warning(f"{problem}; unchanged"))
+                continue
             if key == "lr":
-                if not (value > 0 and math.isfinite(value)):
-                    self._emit(Warning(f"lr must be a number > 0; given {value}; unchanged"))
-                    continue
                 previous[key] = schedules.base_learning_rate(self.optimizer, self.scheduler)
                 schedules.set_base_learning_rate(self.optimizer, self.scheduler, value)
             elif key not in group or (key == "momentum" and "momentum" not in
@@ -838,9 +848,6 @@ class Trainer:
                 self._emit(Warning(f"{self.config.optimizer.name} has no {key}; unchanged"))
                 continue
             else:
-                if not (value >= 0 and math.isfinite(value)) or (key == "momentum" and value >= 1):
-                    self._emit(Warning(f"{key} must be a number in range; given {value}; unchanged"))
-                    continue
                 previous[key] = group[key]
                 for each in self.optimizer.param_groups:
                     each[key] = value
