@@ -286,11 +286,14 @@ def run_headless(options: LaunchOptions, out: TextIO | None = None) -> int:
     try:
         config, _ = resolve_config(options)
         from tui_trainer.engine.distributed import from_environment
-        from tui_trainer.engine.trainer import Trainer, plan_run_dir
+        from tui_trainer.engine.run_folder import claim_run_folder, plan_run_dir
+        from tui_trainer.engine.trainer import Trainer
 
         parallel = from_environment()
-        run_dir = plan_run_dir(config, Path(options.resume) if options.resume else None)
-        with (control_socket(run_dir, controls, parallel.is_main) as publish,
+        # Rank 0 makes (or locks) the run folder and holds it to the end; the other ranks never write in it.
+        folder = claim_run_folder(config, options.resume) if parallel.is_main else None
+        run_dir = folder.path if folder is not None else plan_run_dir(config, options.resume)
+        with (folder or contextlib.nullcontext(), control_socket(run_dir, controls, parallel.is_main) as publish,
               SignalStop(controls, _to_stderr) as signals):
             listeners = [RunInfoWriter(attachable=publish is not None), make_reporter(options, out)]
             trainer = Trainer(config, fan_out(*listeners, *([publish] if publish else [])), controls=controls,

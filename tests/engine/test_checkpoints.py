@@ -228,8 +228,10 @@ def test_leftover_temporary_files_are_never_listed_and_cleaned_when_old(tmp_path
     os.utime(stale, (old, old))
     os.utime(dotted, (old, old))
     assert [Path(info.path).name for info in list_checkpoints(tmp_path)] == ["last.pt"]
-    assert clean_temporary_files(tmp_path) == 2
-    assert not stale.exists() and not dotted.exists() and fresh.exists(), "a save in progress is left alone"
+    assert clean_temporary_files(tmp_path) == 0, "only the folder itself is cleaned, nothing below it"
+    assert clean_temporary_files(tmp_path / "run") == 1
+    assert not stale.exists() and fresh.exists(), "a save in progress is left alone"
+    assert dotted.exists(), "not the temporary file of a save of one of the run's own checkpoints"
 
 
 def test_a_new_run_in_the_folder_cleans_old_leftovers(make_config, run_trainer):

@@ -80,13 +80,14 @@ def test_trainer_cleans_temporary_files_of_a_killed_save(tmp_path):
     from tui_trainer.engine.trainer import Trainer
 
     run_dir = tmp_path / "ck" / "run-a"
-    run_dir.mkdir(parents=True)
-    stale = run_dir / f"{checkpoints.TEMP_PREFIX}last.pt.abc"
-    stale.write_bytes(b"PK\x03\x04 half a checkpoint")
-    os.utime(stale, (time.time() - 3600, time.time() - 3600))
     config = config_from_dict({"task": "classification", "data": {"source": "iris"}, "model": {"name": "linear"},
                                "loss": {"name": "cross_entropy"}, "epochs": 1,
                                "checkpoint": {"dir": str(tmp_path / "ck")}})
     Trainer(config, run_id="run-a").run()
-    assert not stale.exists()
+    stale = run_dir / f"{checkpoints.TEMP_PREFIX}last.pt.abc"
+    stale.write_bytes(b"PK\x03\x04 half a checkpoint")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    resumed = Trainer(config, resume_from=run_dir / "last.pt")  # the run's own last.pt: it goes on in its folder
+    resumed.run()
+    assert resumed.run_dir == run_dir and not stale.exists()
     assert (run_dir / "last.pt").is_file()

@@ -64,20 +64,20 @@ def launch_detached(options: LaunchOptions, pause_on_fault: bool = True,
                     timeout_s: float = READY_TIMEOUT_S) -> RunInfo:
     """Validate, start the run in the background, and return once it trains (or say why it could not).
     Bad input raises ConfigError/CheckpointError here, before any process starts."""
-    from tui_trainer.engine.trainer import plan_run_dir
+    from tui_trainer.engine.run_folder import claim_run_folder
     from tui_trainer.launch import resolve_config
 
     config, _ = resolve_config(options)
-    run_dir = plan_run_dir(config, Path(options.resume) if options.resume else None)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(run_dir, 0o700)
+    folder = claim_run_folder(config, options.resume)  # made (or locked) for this run alone
+    run_dir = folder.path
     launched_at = time.time()
     log_descriptor = os.open(run_dir / ENGINE_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(log_descriptor, "ab") as log:
+    with folder, os.fdopen(log_descriptor, "ab") as log:
+        # The supervisor inherits the folder's lock and holds it for the run's life.
         supervisor = subprocess.Popen(
             _supervisor_command(run_dir, options, pause_on_fault), stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-            env={**os.environ, **ENGINE_ENV},
+            env={**os.environ, **ENGINE_ENV, **folder.child_env()}, pass_fds=folder.child_fds(),
         )
     # An owned engine waits for its app before the first step: set up (run.json says starting) is ready.
     ready = ("starting", "running", "paused") if options.owned else ("running", "paused")

@@ -13,6 +13,8 @@ import io
 import os
 import pickle
 import random
+import re
+import stat
 import sys
 import tempfile
 import time
@@ -162,14 +164,27 @@ def _remove_quietly(name: str) -> None:
         os.unlink(name)
 
 
+RUN_TEMP_FILE = re.compile(r"\.tmp-(?:last|best|epoch-\d{4,}|manual-e\d+-s\d+)\.pt\.[A-Za-z0-9_]{1,32}")
+"""The temporary file of a save of one of a run's own checkpoints: `.tmp-<name>.<mkstemp's random part>`."""
+
+
 def clean_temporary_files(folder: str | Path, older_than_s: float = 60.0) -> int:
-    """Remove temporary files that a killed save left behind; returns how many went."""
+    """Remove the temporary files that a killed save of the run's own checkpoints left in folder (a run
+    folder), older than older_than_s; returns how many went. Only folder itself, only regular files whose
+    name is exactly such a file's: nothing below it, nothing of anyone else's."""
     removed = 0
     now = time.time()
-    for temp in Path(folder).glob(f"**/{TEMP_PREFIX}*"):
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not RUN_TEMP_FILE.fullmatch(entry.name):
+            continue
         try:
-            if now - temp.stat().st_mtime >= older_than_s:
-                temp.unlink()
+            status = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(status.st_mode) and now - status.st_mtime >= older_than_s:
+                os.unlink(entry.path)
                 removed += 1
         except OSError:
             continue

@@ -7,16 +7,23 @@ live but whose process is gone is "lost".
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import stat
+import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tui_trainer.engine.events import (
     FINAL_STATES,
+    RUN_STATES,
     CheckpointSaved,
     EpochEnded,
     Event,
@@ -55,33 +62,148 @@ class RunInfo:
     world_size: int = 1
     exit_status: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    owner_uid: int = -1
+    """Who owns the run.json it was read from (from the file system, never from the file; -1: not read)."""
 
     @property
     def socket_path(self) -> Path:
         return Path(self.run_dir) / SOCKET_FILE
 
 
+RUN_FILE_MAX_BYTES = 1 << 20
+"""A run.json is a few hundred bytes; a bigger one is not read (a planted or damaged file)."""
+STATES = (*RUN_STATES, "lost")
+UNREADABLE = "unreadable"
+"""The state `runs` shows for a run.json that cannot be read or does not fit the schema."""
+
+
+class RunFileError(Exception):
+    """A run.json that cannot be used; str() is one line naming the file and why."""
+
+
+class _RunFile(BaseModel):
+    """What a run.json may hold (written by write_run_info); anything else is refused before use."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+    run_id: str = Field(min_length=1, max_length=255)
+    run_dir: str = Field("", max_length=4096)
+    preset: str = Field("", max_length=1000)
+    state: Literal[STATES]  # type: ignore[valid-type]
+    reason: str = Field("", max_length=100_000)
+    pid: int = Field(0, ge=0, le=2**31 - 1)
+    process_started_at: float = Field(0.0, ge=0, allow_inf_nan=False)
+    started_at: float = Field(0.0, ge=0, allow_inf_nan=False)
+    updated_at: float = Field(0.0, ge=0, allow_inf_nan=False)
+    epoch: int = Field(0, ge=0)
+    epochs: int = Field(0, ge=0)
+    step: int = Field(0, ge=0)
+    total_steps: int = Field(0, ge=0)
+    monitor: str = Field("", max_length=200)
+    best: float | None = None
+    last_checkpoint: str | None = Field(None, max_length=4096)
+    detached: bool = False
+    attachable: bool = False
+    world_size: int = Field(1, ge=1)
+    exit_status: str | None = Field(None, max_length=1000)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+def _as_file(info: RunInfo) -> dict[str, Any]:
+    return {key: value for key, value in asdict(info).items() if key != "owner_uid"}
+
+
 def write_run_info(info: RunInfo) -> None:
+    """Write run.json atomically (a fresh temporary file, never through a link). A run.json of another
+    process that is still training there is left alone (an engine refused its folder must not overwrite it)."""
     info.updated_at = time.time()
-    path = Path(info.run_dir) / RUN_FILE
-    temp = path.with_name(f".{RUN_FILE}.{os.getpid()}.tmp")
+    folder = Path(info.run_dir)
+    if _another_live_run(folder, info.pid):
+        return
     try:
-        temp.write_text(json.dumps(asdict(info), indent=1), encoding="utf-8")
-        os.replace(temp, path)
+        descriptor, temp = tempfile.mkstemp(prefix=f".{RUN_FILE}.", suffix=".tmp", dir=folder)
     except OSError:
-        pass  # a full disk must not stop training; `runs` then shows the last state written
+        return  # a full disk must not stop training; `runs` then shows the last state written
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(json.dumps(_as_file(info), indent=1))
+        os.replace(temp, folder / RUN_FILE)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+
+
+def _another_live_run(folder: Path, pid: int) -> bool:
+    try:
+        current = load_run_info(folder)
+    except RunFileError:
+        return False
+    return current.pid not in (0, pid) and current.state in LIVE_STATES and \
+        process_alive(current.pid, current.process_started_at)
+
+
+def _read_bounded(path: Path) -> tuple[bytes, int]:
+    """path's bytes and owner: a regular file (not a link, a device or a pipe) of at most RUN_FILE_MAX_BYTES."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise RunFileError(f"{path}: no such file") from None
+    except OSError as error:
+        reason = "a symbolic link" if error.errno == errno.ELOOP else (error.strerror or str(error))
+        raise RunFileError(f"{path}: cannot read: {reason}") from None
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise RunFileError(f"{path}: not a regular file")
+        if status.st_size > RUN_FILE_MAX_BYTES:
+            raise RunFileError(f"{path}: {status.st_size} bytes, more than a run.json holds")
+        chunks, size = [], 0
+        while chunk := os.read(descriptor, RUN_FILE_MAX_BYTES + 1 - size):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > RUN_FILE_MAX_BYTES:
+                break
+    except OSError as error:
+        raise RunFileError(f"{path}: cannot read: {error.strerror or error}") from None
+    finally:
+        os.close(descriptor)
+    data = b"".join(chunks)
+    if len(data) > RUN_FILE_MAX_BYTES:
+        raise RunFileError(f"{path}: more than {RUN_FILE_MAX_BYTES} bytes")
+    return data, status.st_uid
+
+
+def load_run_info(run_dir: str | Path) -> RunInfo:
+    """The run.json in run_dir, checked against its schema. run_dir is where the run is (its socket, its
+    files): a run_dir written in the file is never used. Raises RunFileError."""
+    path = Path(run_dir) / RUN_FILE
+    data, owner_uid = _read_bounded(path)
+    try:
+        record = _RunFile.model_validate_json(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the file"
+        raise RunFileError(f"{path}: {where}: {first['msg']}") from None
+    values = record.model_dump()
+    values["run_dir"] = str(run_dir)
+    return RunInfo(**values, owner_uid=owner_uid)
 
 
 def read_run_info(run_dir: str | Path) -> RunInfo | None:
+    """The run.json in run_dir, or None when there is none or it cannot be used (see load_run_info)."""
     try:
-        data = json.loads((Path(run_dir) / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return load_run_info(run_dir)
+    except RunFileError:
         return None
-    known = {item.name for item in fields(RunInfo)}
+
+
+def owned_by_us(info: RunInfo) -> bool:
+    """The run's folder and its run.json are this user's (a real folder, not a link to one)."""
     try:
-        return RunInfo(**{key: value for key, value in data.items() if key in known})
-    except TypeError:
-        return None
+        folder = os.lstat(info.run_dir)
+    except OSError:
+        return False
+    uid = os.getuid()
+    return stat.S_ISDIR(folder.st_mode) and folder.st_uid == uid and info.owner_uid == uid
 
 
 def process_alive(pid: int, started_at: float = 0.0) -> bool:
@@ -106,26 +228,39 @@ def effective_state(info: RunInfo) -> str:
 
 
 def list_runs(folder: str | Path) -> list[RunInfo]:
-    """Runs under folder that have a run.json, newest first, with lost runs marked."""
+    """Runs under folder that have a run.json, newest first, with lost runs marked. A run.json that cannot
+    be used is listed as UNREADABLE with why as its reason; links to folders are not followed. Listed runs
+    may be other users' (see owned_by_us): nothing here acts on them."""
     runs = []
     root = Path(folder).expanduser()
-    if not root.is_dir():
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
         return runs
-    for run_file in root.glob(f"*/{RUN_FILE}"):
-        info = read_run_info(run_file.parent)
-        if info is not None:
-            info.state = effective_state(info)
-            runs.append(info)
+    for entry in entries:
+        try:
+            if not entry.is_dir(follow_symlinks=False) or not os.path.lexists(Path(entry.path) / RUN_FILE):
+                continue
+        except OSError:
+            continue
+        try:
+            info = load_run_info(entry.path)
+        except RunFileError as error:
+            runs.append(RunInfo(run_id=entry.name, run_dir=entry.path, state=UNREADABLE, reason=str(error)))
+            continue
+        info.state = effective_state(info)
+        runs.append(info)
     return sorted(runs, key=lambda info: info.started_at, reverse=True)
 
 
 def find_run(folder: str | Path, run: str | None) -> RunInfo | None:
-    """RUN is a run id (a folder's name under folder) or a run folder's path; None: the newest live run."""
+    """RUN is a run id (a folder's name under folder) or a run folder's path; None: the newest live run of
+    this user's own."""
     if run is None:
-        live = [info for info in list_runs(folder) if info.state in LIVE_STATES]
+        live = [info for info in list_runs(folder) if info.state in LIVE_STATES and owned_by_us(info)]
         return live[0] if live else None
     candidate = Path(run).expanduser()
-    run_dir = candidate if (candidate / RUN_FILE).is_file() else Path(folder).expanduser() / run
+    run_dir = candidate if os.path.lexists(candidate / RUN_FILE) else Path(folder).expanduser() / run
     info = read_run_info(run_dir)
     if info is not None:
         info.state = effective_state(info)

@@ -16,7 +16,6 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from tui_trainer.catalog.losses import build_loss
 from tui_trainer.catalog.models import build_model
 from tui_trainer.catalog.optimizers import OPTIMIZERS, build_optimizer
 from tui_trainer.config import ConfigError, RunConfig, metric_mode
-from tui_trainer.engine import checkpoints, distributed, host_memory, save_names, schedules
+from tui_trainer.engine import checkpoints, distributed, host_memory, run_folder, save_names, schedules
 from tui_trainer.engine.background_writes import BackgroundWrites, Serialized
 from tui_trainer.engine.controls import (
     Command,
@@ -82,50 +81,6 @@ class TrainingFault(Exception):
 def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.cuda.OutOfMemoryError) or (
         isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
-
-
-def new_run_id(preset: str, folder: Path) -> str:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = f"{preset}-{stamp}"
-    run_id, counter = base, 1
-    while (folder / run_id).exists():
-        counter += 1
-        run_id = f"{base}-{counter}"
-    return run_id
-
-
-def _last_logged_step(metrics_path: Path) -> int:
-    try:
-        with metrics_path.open("rb") as file:
-            file.seek(0, os.SEEK_END)
-            file.seek(max(0, file.tell() - 65536))
-            lines = file.read().splitlines()
-    except OSError:
-        return 0
-    for line in reversed(lines):
-        try:
-            return int(json.loads(line).get("step", 0))
-        except (ValueError, AttributeError):
-            continue
-    return 0
-
-
-def plan_run_dir(config: RunConfig, resume_from: Path | None, run_id: str | None = None) -> Path:
-    """The folder a run writes to. A new run: <checkpoint.dir>/<run-id>. A resumed run: the checkpoint's
-    folder, unless the run went further than the checkpoint; then a branch <run-id>-from-s<step>, so two
-    futures never mix in one metrics.jsonl."""
-    if resume_from is None:
-        root = Path(config.checkpoint.dir).expanduser().resolve()
-        return root / (run_id or new_run_id(config.name, root))
-    previous = resume_from.resolve().parent
-    step = checkpoints.read_info(resume_from).step
-    if _last_logged_step(previous / "metrics.jsonl") <= step:
-        return previous
-    branch, counter = previous.parent / f"{previous.name}-from-s{step}", 1
-    while (branch / "metrics.jsonl").exists():
-        counter += 1
-        branch = previous.parent / f"{previous.name}-from-s{step}-{counter}"
-    return branch
 
 
 @dataclass
@@ -303,17 +258,21 @@ class Trainer:
             self._emit(Warning(f"torch.compile unavailable ({type(error).__name__}: {error}); running eagerly"))
             return model
 
+    _run_folder: run_folder.RunFolder | None = None
+    """The folder this run writes in, held (locked) from setup to the end of run()."""
+
     def _open_run_folder(self) -> None:
-        self.run_dir = self.planned_run_dir or plan_run_dir(self.config, self.resume_from, self.run_id)
+        """Only in a folder made for this run, or the run folder of its own checkpoint (see run_folder)."""
+        if not self.parallel.is_main:  # rank 0 alone writes the run folder
+            self.run_dir = self.planned_run_dir or run_folder.plan_run_dir(self.config, self.resume_from, self.run_id)
+            self.run_id = self.run_dir.name
+            return
+        if self.planned_run_dir is not None:
+            self._run_folder = run_folder.adopt_run_folder(self.planned_run_dir)
+        else:
+            self._run_folder = run_folder.claim_run_folder(self.config, self.resume_from, self.run_id)
+        self.run_dir = self._run_folder.path
         self.run_id = self.run_dir.name
-        if not self.parallel.is_main:
-            return  # rank 0 alone writes the run folder
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            os.chmod(self.run_dir, 0o700)
-        except OSError as error:
-            raise ConfigError("", "checkpoint.dir",
-                              f"cannot create {self.run_dir}: {error.strerror or error}") from None
         checkpoints.clean_temporary_files(self.run_dir)
         self._metrics_log = MetricsLog(self.run_dir / "metrics.jsonl")
 
@@ -358,7 +317,7 @@ class Trainer:
             self.history.replace(payload.get("history", []))
         checkpoints.restore_rng(payload["rng"])
         if not (self.run_dir / "metrics.jsonl").exists() and self._metrics_log is not None:
-            # A branch (see plan_run_dir) starts its metrics.jsonl with the history it continues.
+            # A branch (see run_folder) starts its metrics.jsonl with the history it continues.
             for line in self.history.lines:
                 self._metrics_log.write_line(line)
 
@@ -442,6 +401,8 @@ class Trainer:
             message=message,
         )
         self._emit(finished)
+        if self._run_folder is not None:
+            self._run_folder.release()  # after the run's last record (run.json) is written
         if self._owns_process_group:
             distributed.destroy()
         return finished
@@ -981,12 +942,9 @@ class Trainer:
         return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
 
     def _prune_periodic(self) -> None:
-        if not self.parallel.is_main:
-            return
-        periodic = sorted(self.run_dir.glob("epoch-*.pt"))
-        for old in periodic[: -self.config.checkpoint.keep_last]:
-            with contextlib.suppress(OSError):
-                old.unlink()
+        """Called as a periodic checkpoint lands (last_checkpoint): only the run's own, listed ones go."""
+        if self.parallel.is_main and self._run_folder is not None:
+            self._run_folder.prune_periodic(self.last_checkpoint, self.config.checkpoint.keep_last)
 
 
 class _Stopped(Exception):
