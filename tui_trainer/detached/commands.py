@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import sys
 import time
 from pathlib import Path
 
-from tui_trainer.engine.runinfo import LIVE_STATES, RunInfo, find_run
+from tui_trainer.engine.run_folder import RECORD_FILE
+from tui_trainer.engine.runinfo import LIVE_STATES, RunInfo, find_run, owned_by_us
 from tui_trainer.launch import LaunchOptions
+from tui_trainer.text import printable
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 STOP_TIMEOUT_S = 300.0
@@ -35,19 +38,100 @@ def start_detached(options: LaunchOptions) -> int:
     folder = Path(info.run_dir).parent
     where = "" if folder == Path("checkpoints") or folder.resolve() == Path("checkpoints").resolve() \
         else f" --checkpoint-dir {folder}"
-    print(f"started run {info.run_id} in the background (pid {info.pid})")
-    print(f"  watch and steer: tui-trainer attach {info.run_id}{where}")
-    print(f"  stop it:         tui-trainer stop {info.run_id}{where}")
+    print(f"started run {printable(info.run_id)} in the background (pid {info.pid})")
+    print(f"  watch and steer: tui-trainer attach {printable(info.run_id)}{where}")
+    print(f"  stop it:         tui-trainer stop {printable(info.run_id)}{where}")
     return EXIT_OK
 
 
 def _find(folder: str, run: str | None) -> RunInfo | int:
+    """The run to act on: one of this user's own, whose socket (if it has one) is ours too."""
     info = find_run(folder, run)
     if info is None:
         if run is None:
-            return _error(f"no live run under {folder}; `tui-trainer runs --checkpoint-dir {folder}` lists them")
-        return _error(f"no run {run!r} under {folder} (RUN is a run id or a run folder)")
+            return _error(f"no live run of yours under {printable(folder)}; "
+                          f"`tui-trainer runs --checkpoint-dir {printable(folder)}` lists them")
+        return _error(f"no run {printable(repr(run))} under {printable(folder)} (RUN is a run id or a run folder)")
+    if not owned_by_us(info):
+        return _error(f"run {printable(info.run_id)} is not yours (its folder or run.json belongs to another "
+                      "user, or is a link): attach and stop act only on your own runs")
+    problem = _socket_problem(info)
+    if problem:
+        return _error(f"run {printable(info.run_id)}: {problem}", EXIT_FAILED)
     return info
+
+
+def _socket_problem(info: RunInfo) -> str:
+    try:
+        status = os.lstat(info.socket_path)
+    except FileNotFoundError:
+        return ""  # no socket: the run says why (lost, finished, an app's run)
+    except OSError as error:
+        return f"cannot check its control socket: {error.strerror or error}"
+    if not stat.S_ISSOCK(status.st_mode) or status.st_uid != os.getuid():
+        return f"{info.socket_path} is not a socket of yours; nothing was sent to it"
+    return ""
+
+
+def is_tui_trainer_command(cmdline: list[str]) -> bool:
+    """A process started as `tui-trainer ...` or `python [options] -m tui_trainer[.module] ...` (the app, the
+    headless runner, a detached supervisor or engine, a torchrun rank of one)."""
+    if not cmdline:
+        return False
+    if os.path.basename(cmdline[0]) == "tui-trainer":
+        return True
+    args = iter(cmdline[1:])
+    for arg in args:
+        if arg == "-m":
+            module = next(args, "")
+        elif arg.startswith("-m"):
+            module = arg[2:]
+        elif arg in ("-X", "-W"):
+            next(args, None)
+            continue
+        elif arg.startswith("-") and arg != "-c":
+            continue
+        else:
+            return arg != "-c" and os.path.basename(arg) == "tui-trainer"
+        return module == "tui_trainer" or module.startswith("tui_trainer.")
+    return False
+
+
+def engine_problem(info: RunInfo) -> str:
+    """Why process info.pid cannot be proven to be this run's own engine ("" when it is): it must be ours
+    (uid), be a tui-trainer process, have started when run.json says its process started, and hold this run
+    folder's record file open (a run holds it, and its lock, for its whole life)."""
+    import psutil
+
+    try:
+        process = psutil.Process(info.pid)
+        uid, cmdline, started = process.uids().real, process.cmdline(), process.create_time()
+        held = {item.path for item in process.open_files()}
+    except psutil.Error:
+        return f"process {info.pid} is gone or cannot be inspected"
+    if uid != os.getuid():
+        return f"process {info.pid} belongs to another user"
+    if not is_tui_trainer_command(cmdline):
+        return f"process {info.pid} is not a tui-trainer process ({printable(' '.join(cmdline)[:120])})"
+    if not info.process_started_at or abs(started - info.process_started_at) >= 2.0:
+        return f"process {info.pid} is not the one that started the run (the number was reused)"
+    record = os.path.realpath(Path(info.run_dir) / RECORD_FILE)
+    if record not in held:
+        return f"process {info.pid} does not hold the run folder {printable(info.run_dir)}"
+    return ""
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM through a pidfd where there is one: the signal reaches the process checked, never a later one
+    that got its number."""
+    if hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal"):
+        descriptor = os.pidfd_open(pid)
+        try:
+            signal.pidfd_send_signal(descriptor, signal.SIGTERM)
+        finally:
+            os.close(descriptor)
+    else:
+        os.kill(pid, signal.SIGTERM)
 
 
 def attach_target(folder: str, run: str | None) -> str | int:
@@ -56,12 +140,12 @@ def attach_target(folder: str, run: str | None) -> str | int:
     if isinstance(info, int):
         return info
     if not info.attachable:
-        return _error(f"run {info.run_id} has no control socket (an app's run); it is {info.state} in process "
-                      f"{info.pid}")
+        return _error(f"run {printable(info.run_id)} has no control socket (an app's run); it is {info.state} "
+                      f"in process {info.pid}")
     if info.state not in LIVE_STATES:
-        detail = f" ({info.exit_status})" if info.exit_status else ""
-        checkpoint = f"; last checkpoint: {info.last_checkpoint}" if info.last_checkpoint else ""
-        return _error(f"run {info.run_id} is {info.state}{detail}{checkpoint}", EXIT_FAILED)
+        detail = f" ({printable(info.exit_status)})" if info.exit_status else ""
+        checkpoint = f"; last checkpoint: {printable(info.last_checkpoint)}" if info.last_checkpoint else ""
+        return _error(f"run {printable(info.run_id)} is {info.state}{detail}{checkpoint}", EXIT_FAILED)
     return info.run_dir
 
 
@@ -75,11 +159,18 @@ def stop_run(folder: str, run: str) -> int:
     if isinstance(info, int):
         return info
     if info.state not in LIVE_STATES:
-        return _error(f"run {info.run_id} is not running ({info.state})", EXIT_FAILED)
+        return _error(f"run {printable(info.run_id)} is not running ({info.state})", EXIT_FAILED)
     if not info.attachable:
-        # An app's run in its own terminal: SIGTERM makes it save and stop.
-        os.kill(info.pid, signal.SIGTERM)
-        print(f"asked run {info.run_id} (pid {info.pid}) to save and stop")
+        # A run without a socket, in its own terminal: SIGTERM makes it save and stop, once its process is
+        # proven to be that run's (a run.json is only data).
+        problem = engine_problem(info)
+        if problem:
+            return _error(f"run {printable(info.run_id)} was not signalled: {problem}", EXIT_FAILED)
+        try:
+            _terminate(info.pid)
+        except ProcessLookupError:
+            return _error(f"run {printable(info.run_id)}: process {info.pid} has just ended", EXIT_FAILED)
+        print(f"asked run {printable(info.run_id)} (pid {info.pid}) to save and stop")
         return EXIT_OK
     try:
         client = RunClient(info)
@@ -90,11 +181,12 @@ def stop_run(folder: str, run: str) -> int:
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for event in client.events():
             if isinstance(event, RunFinished):
-                saved = f"; saved {event.checkpoint}" if event.checkpoint else ""
-                print(f"run {info.run_id} {event.state} at step {event.step}{saved}")
+                saved = f"; saved {printable(event.checkpoint)}" if event.checkpoint else ""
+                print(f"run {printable(info.run_id)} {event.state} at step {event.step}{saved}")
                 return EXIT_OK
             if time.monotonic() > deadline:
                 break
     finally:
         client.close()
-    return _error(f"run {info.run_id} did not confirm the stop; `tui-trainer runs` shows its state", EXIT_FAILED)
+    return _error(f"run {printable(info.run_id)} did not confirm the stop; `tui-trainer runs` shows its state",
+                  EXIT_FAILED)
