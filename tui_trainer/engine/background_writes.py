@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tui_trainer.engine import checkpoints
+from tui_trainer.text import printable
 
 
 @dataclass(frozen=True)
@@ -104,4 +105,6 @@ class BackgroundWrites:
         except checkpoints.CheckpointError as error:
             return Written(**done, error=error.message)
         except Exception as error:  # reported like a failed save; the previous file is untouched
-            return Written(**done, error=f"not saved: {error}")
+            text = str(error).strip()
+            first = printable(text.splitlines()[0][:200]) if text else ""
+            return Written(**done, error=f"not saved: {type(error).__name__}{': ' + first if first else ''}")

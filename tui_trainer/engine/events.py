@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 RUN_STATES = ("starting", "running", "paused", "stopping", "finished", "stopped", "failed")
@@ -154,6 +155,21 @@ class RunFinished(Event):
     checkpoint: str | None
     """The last checkpoint written, if any."""
     message: str = ""
+    unsaved: list[str] = field(default_factory=list)
+    """Checkpoints asked for but not written (each had its CheckpointFailed), unless a later save of the same
+    file landed: a full disk or a read-only folder does not stop a run, and its end says what is missing."""
+
+    @property
+    def last_unsaved(self) -> bool:
+        """last.pt was asked for and could not be written: the run's end is not on disk."""
+        return any(Path(path).name == "last.pt" for path in self.unsaved)
+
+    def unsaved_note(self) -> str:
+        """One sentence naming the checkpoints not written; empty if all were."""
+        if not self.unsaved:
+            return ""
+        names = ", ".join(self.unsaved)
+        return f"not saved: {names}" + (" (the run's end is not on disk)" if self.last_unsaved else "")
 
     @property
     def last_epoch(self) -> int:

@@ -24,7 +24,7 @@ import torch
 from tui_trainer import __version__
 from tui_trainer.catalog.datasets import DataBundle, build_dataset
 from tui_trainer.catalog.losses import build_loss
-from tui_trainer.catalog.models import build_model
+from tui_trainer.catalog.models import ImportedModelError, build_model
 from tui_trainer.catalog.optimizers import OPTIMIZERS, build_optimizer
 from tui_trainer.config import ConfigError, RunConfig, metric_mode
 from tui_trainer.engine import checkpoints, distributed, host_memory, run_folder, save_names, schedules
@@ -55,6 +55,7 @@ from tui_trainer.engine.events import (
 )
 from tui_trainer.engine.metrics import MetricsLog
 from tui_trainer.logs import get_logger
+from tui_trainer.text import printable
 from tui_trainer.yaml_io import dump_yaml
 
 EventCallback = Callable[[Event], None]
@@ -76,6 +77,15 @@ class TrainingFault(Exception):
     def __init__(self, fault: str, message: str, advice: str = "") -> None:
         super().__init__(message)
         self.fault, self.message, self.advice = fault, message, advice
+
+
+def _save_error(error: Exception) -> str:
+    """A failed save's one line: save_checkpoint's own message, or the error torch raised (logged in full)."""
+    if isinstance(error, checkpoints.CheckpointError):
+        return error.message
+    log.error("checkpoint not saved", exc_info=error)
+    text = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+    return f"not saved: {type(error).__name__}{': ' + printable(text) if text else ''}"
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -153,6 +163,8 @@ class Trainer:
         """A best checkpoint not written yet (a checkpoints.snapshot of its payload), see BEST_WRITE_INTERVAL_S."""
         self._best_written_at = float("-inf")
         self._writes = BackgroundWrites()
+        self._unsaved: dict[str, str] = {}
+        """Checkpoints asked for but not written (path: why), unless a later save of the same path landed."""
 
     # ------------------------------------------------------------ setup
 
@@ -199,6 +211,7 @@ class Trainer:
         self.forward = self._maybe_compile(self.train_model)
         self.loss_fn = build_loss(config.loss.name, config.loss.options, self.data.num_outputs)
         hyperparameters = config.optimizer.model_dump(exclude={"name"})
+        self._require_trainable_parameters()
         self.optimizer = build_optimizer(config.optimizer.name, self.model.parameters(), hyperparameters)
         self._trained_parameters = [parameter for group in self.optimizer.param_groups for parameter in group["params"]]
         self.scheduler = schedules.build_scheduler(config, self.optimizer, self.steps_per_epoch, self.total_steps)
@@ -287,18 +300,40 @@ class Trainer:
         except OSError as error:
             self._emit(Warning(f"could not write {path}: {error.strerror or error}"))
 
+    def _require_trainable_parameters(self) -> None:
+        """An optimizer needs at least one parameter to train: a model without one is the user's model."""
+        if any(parameter.requires_grad for parameter in self.model.parameters()):
+            return
+        model = self.config.model
+        what = f"model.import: {printable(model.import_target)}" if model.import_target else f"model.name: {model.name}"
+        raise ImportedModelError(f"{what} has no parameters to train (none, or none with requires_grad)")
+
     def _restore(self, payload: dict[str, Any]) -> None:
+        """Continue from a checkpoint load_checkpoint has read: everything is checked (types, shapes, random
+        states, that it fits this model and optimizer) before any of it changes this run."""
+        path = self.resume_from
+        records = checkpoints.check_resumable(path, payload)
+        problem = (checkpoints.model_mismatch(self.model.state_dict(), payload["model"])
+                   or checkpoints.optimizer_mismatch(self.optimizer, payload["optimizer"])
+                   or self._schedule_mismatch(payload))
+        if problem:
+            raise checkpoints.CheckpointError(path, f"does not fit this run's model or optimizer: {problem}")
         state = payload["trainer"]
+        # How this machine runs the optimizer (fused kernels or not) is its own, not the file's.
+        implementations = [{key: group[key] for key in ("fused", "foreach") if key in group}
+                           for group in self.optimizer.param_groups]
         try:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as error:
-            raise checkpoints.CheckpointError(self.resume_from, "does not fit this run's model or optimizer: "
-                                              f"{str(error).splitlines()[0]}") from None
-        if self.scheduler is not None and payload.get("scheduler"):
-            self.scheduler.load_state_dict(payload["scheduler"])
-        if self.scaler is not None and payload.get("scaler"):
-            self.scaler.load_state_dict(payload["scaler"])
+            for group, implementation in zip(self.optimizer.param_groups, implementations, strict=True):
+                group.update(implementation)
+            if self.scheduler is not None and payload.get("scheduler"):
+                self.scheduler.load_state_dict(payload["scheduler"])
+            if self.scaler is not None and payload.get("scaler"):
+                self.scaler.load_state_dict(payload["scaler"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as error:
+            raise checkpoints.CheckpointError(path, "does not fit this run's model or optimizer: "
+                                              f"{printable(str(error).strip().splitlines()[0][:200])}") from None
         self.epoch, self.position, self.step = state["epoch"], state["position"], state["step"]
         saved_world = state.get("world_size", 1)
         if saved_world != self.parallel.world_size:
@@ -311,15 +346,25 @@ class Trainer:
         self.last_val, self.last_train = state["last_val"], state["last_train"]
         self.elapsed_before = state["elapsed_s"]
         self.epoch_totals = list(state["epoch_totals"])
-        if "history_json" in payload:
-            self.history.replace(json.loads(payload["history_json"]))
-        else:  # written before the history went in as one JSON string
-            self.history.replace(payload.get("history", []))
-        checkpoints.restore_rng(payload["rng"])
+        self.history.replace(records)
+        try:
+            checkpoints.restore_rng(payload["rng"])
+        except (RuntimeError, ValueError, TypeError) as error:  # a CUDA state this machine's devices do not take
+            raise checkpoints.CheckpointError(path, f"its random state does not fit this machine: "
+                                                    f"{printable(str(error).strip().splitlines()[0][:200])}") from None
         if not (self.run_dir / "metrics.jsonl").exists() and self._metrics_log is not None:
             # A branch (see run_folder) starts its metrics.jsonl with the history it continues.
             for line in self.history.lines:
                 self._metrics_log.write_line(line)
+
+    def _schedule_mismatch(self, payload: dict[str, Any]) -> str | None:
+        """torch loads a scheduler's or a grad scaler's state without a look: its shape is checked here."""
+        for name, own in (("scheduler", self.scheduler), ("scaler", self.scaler)):
+            if own is not None and payload.get(name):
+                problem = checkpoints.structure_mismatch(own.state_dict(), payload[name], name)
+                if problem:
+                    return problem
+        return None
 
     # ------------------------------------------------------------ events
 
@@ -352,7 +397,8 @@ class Trainer:
 
     def run(self) -> RunFinished:
         """Set up, train to the end (or a stop), save, clean up. Setup errors (ConfigError, DatasetError,
-        CheckpointError) propagate before any training; training faults end in a RunFinished."""
+        CheckpointError, ImportedModelError) propagate before any training; training faults end in a
+        RunFinished, and so does a run whose checkpoints could not be written (RunFinished.unsaved)."""
         self._set_state("starting")
         self.setup()
         self._write_config_file()
@@ -394,11 +440,12 @@ class Trainer:
             self.save(self.run_dir / "last.pt", "last")
         self._set_state(state, message)
         if self._metrics_log is not None:
-            self._metrics_log.close()
+            with contextlib.suppress(OSError):  # a full disk: its last lines are lost, the run's end is not
+                self._metrics_log.close()
         finished = RunFinished(
             state=state, epoch=self.epoch, step=self.step, elapsed_s=self._elapsed(), best=dict(self.best),
             last={**self.last_train, **self.last_val}, best_epoch=self.best_epoch, checkpoint=self.last_checkpoint,
-            message=message,
+            message=message, unsaved=list(self._unsaved),
         )
         self._emit(finished)
         if self._run_folder is not None:
@@ -856,36 +903,41 @@ class Trainer:
         """Write a checkpoint of this step boundary. Never writes non-finite weights, nor finite ones whose
         last loss was not finite (diverged weights can still be finite, just huge). background: a small state
         (STATE_COPY_MAX_BYTES) is serialized now, its file written while training goes on and reported when it
-        lands.
+        lands. A save that fails is one CheckpointFailed and training goes on; the run's end lists it.
         Under torchrun rank 0 alone writes, the plain (unwrapped) model: it loads in any world size."""
         if not self.parallel.is_main:
             return None
         if not self._weights_finite():
-            self._emit(CheckpointFailed(str(path), "weights are not finite; the last good checkpoint is kept",
-                                        reason))
+            self._not_saved(path, "weights are not finite; the last good checkpoint is kept", reason)
             return None
         if self._loss_not_finite:
-            self._emit(CheckpointFailed(str(path), "the loss is not finite; the last good checkpoint is kept",
-                                        reason))
+            self._not_saved(path, "the loss is not finite; the last good checkpoint is kept", reason)
             return None
         self._collect_writes(wait=True)  # files land in the order they were asked for
-        payload = self.checkpoint_payload(reason)
-        if background and self._state_bytes() <= STATE_COPY_MAX_BYTES:
-            self._writes.submit(path, Serialized(checkpoints.serialize(payload), self.epoch, self.step), reason)
-            return str(path)
         try:
+            payload = self.checkpoint_payload(reason)
+            if background and self._state_bytes() <= STATE_COPY_MAX_BYTES:
+                self._writes.submit(path, Serialized(checkpoints.serialize(payload), self.epoch, self.step), reason)
+                return str(path)
             size = checkpoints.save_checkpoint(path, payload)
-        except checkpoints.CheckpointError as error:
-            self._emit(CheckpointFailed(str(path), error.message, reason))
+        except Exception as error:  # out of memory while serializing, a disk error torch wrapped ...
+            self._not_saved(path, _save_error(error), reason)
             return None
         self._saved(str(path), size, self.epoch, self.step, reason)
         return str(path)
 
     def _saved(self, path: str, size: int, epoch: int, step: int, reason: str) -> None:
         self.last_checkpoint = path
+        self._unsaved.pop(path, None)
         self._emit(CheckpointSaved(path, size, epoch, step, reason))
         if reason == "epoch":
             self._prune_periodic()  # only once the newer one is on disk
+
+    def _not_saved(self, path: str | Path, message: str, reason: str) -> None:
+        """One line for a checkpoint that was not written; the run's end lists it unless a later save of
+        the same file lands."""
+        self._unsaved[str(path)] = message
+        self._emit(CheckpointFailed(str(path), message, reason))
 
     def _collect_writes(self, wait: bool = False) -> None:
         """Report the background write that has ended (wait: wait for the one under way)."""
@@ -895,7 +947,7 @@ class Trainer:
         if written.error is None:
             self._saved(written.path, written.size, written.epoch, written.step, written.reason)
         else:
-            self._emit(CheckpointFailed(written.path, written.error, written.reason))
+            self._not_saved(written.path, written.error, written.reason)
 
     def _settle_checkpoints(self) -> None:
         """Before a pause and at the end: every checkpoint asked for is on disk and reported."""
@@ -913,7 +965,11 @@ class Trainer:
         if not self._weights_finite() or self._loss_not_finite:
             self.save(path, "best")  # says why it is not written
             return
-        self._pending_best = checkpoints.snapshot(self.checkpoint_payload("best"))
+        try:
+            self._pending_best = checkpoints.snapshot(self.checkpoint_payload("best"))
+        except Exception as error:  # no memory for the copy (on a GPU, say)
+            self._pending_best = None
+            self._not_saved(path, _save_error(error), "best")
 
     def write_pending_best(self, background: bool = False) -> None:
         """Write the best checkpoint kept in memory, if any (see BEST_WRITE_INTERVAL_S); background: on
@@ -924,14 +980,14 @@ class Trainer:
         path = self.run_dir / "best.pt"
         epoch, step = pending["trainer"]["epoch"], pending["trainer"]["step"]
         self._collect_writes(wait=True)
-        if background:
-            self._writes.submit(path, Serialized(checkpoints.serialize(pending), epoch, step), "best")
-            self._best_written_at = time.monotonic()
-            return
         try:
+            if background:
+                self._writes.submit(path, Serialized(checkpoints.serialize(pending), epoch, step), "best")
+                self._best_written_at = time.monotonic()
+                return
             size = checkpoints.save_checkpoint(path, pending)
-        except checkpoints.CheckpointError as error:
-            self._emit(CheckpointFailed(str(path), error.message, "best"))
+        except Exception as error:
+            self._not_saved(path, _save_error(error), "best")
             return
         self._best_written_at = time.monotonic()
         self._saved(str(path), size, epoch, step, "best")
