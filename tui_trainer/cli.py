@@ -1,6 +1,7 @@
 """The command line: open the app, run headless, or list presets and checkpoints.
 
-Exit codes: 0 done, 1 training failed, 2 bad input, 128+N stopped by signal N (after saving).
+Exit codes: 0 done, 1 training failed or its last.pt could not be written (a full disk, a read-only folder),
+2 bad input, 128+N stopped by signal N (after saving).
 torch and textual are imported only by the commands that need them, so --help and `presets` are instant.
 """
 
@@ -42,7 +43,8 @@ def _run_parser() -> argparse.ArgumentParser:
                "  tui-trainer runs                          list runs and their state\n"
                "  tui-trainer attach [RUN]                  open the app on a detached run\n"
                "  tui-trainer stop RUN                      ask a live run to save and stop\n\n"
-               "Exit codes: 0 done, 1 training failed, 2 bad input, 128+N stopped by signal N (saved first).",
+               "Exit codes: 0 done, 1 training failed or last.pt not written, 2 bad input, 128+N stopped by "
+               "signal N (saved first).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"tui-trainer {__version__}")

@@ -34,6 +34,7 @@ from tui_trainer.engine.runinfo import RunInfoWriter, fan_out
 from tui_trainer.launch import LaunchOptions
 from tui_trainer.listing import human_bytes
 from tui_trainer.logs import setup_file_logging
+from tui_trainer.text import literal, printable
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 PLAIN_EVERY_S = 5.0
@@ -67,7 +68,7 @@ class PlainReporter:
         self.epochs = 0
 
     def _print(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        print(printable(text), file=self.out, flush=True)  # run ids, paths and messages as written
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -142,9 +143,9 @@ class RichReporter:
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self.epochs = event.epochs
-            self.console.print(f"[bold]{event.run_id}[/]: {event.preset} on {event.device} ({event.device_name}), "
-                               f"{event.parameters:,} parameters, {event.total_steps} steps")
-            self.console.print(f"run folder: {event.run_dir}")
+            self._print(literal(event.run_id, "bold"), f": {event.preset} on {event.device} ({event.device_name}), "
+                                                         f"{event.parameters:,} parameters, {event.total_steps} steps")
+            self._print(f"run folder: {event.run_dir}")
             self.progress.start()
             self.task = self.progress.add_task("train", total=event.total_steps, completed=event.start_step,
                                                epoch=f"{event.start_epoch}/{event.epochs}", metrics="")
@@ -155,17 +156,25 @@ class RichReporter:
                                          f"samples/s")
             self.progress.refresh()
         elif isinstance(event, EpochEnded):
-            best = " [green](best)[/]" if event.is_best else ""
-            self.console.print(f"epoch {event.epoch}/{self.epochs}  {_metrics_text(event.train)}  "
-                               f"{_metrics_text(event.val)}  lr {event.lr:.3g}{best}")
+            self._print(f"epoch {event.epoch}/{self.epochs}  {_metrics_text(event.train)}  "
+                        f"{_metrics_text(event.val)}  lr {event.lr:.3g}", literal(" (best)" if event.is_best else "",
+                                                                                  "green"))
             self.progress.refresh()
         elif isinstance(event, RunFinished):
             self.progress.stop()
         else:
             line = event_line(event)
             if line:
-                self.console.print(line, markup=False, highlight=False)
+                self._print(line)
                 self.progress.refresh()
+
+    def _print(self, *parts: Any) -> None:
+        """Text from the run (ids, paths, messages) as written: never read as markup, control characters
+        escaped."""
+        from rich.text import Text
+
+        self.console.print(Text.assemble(*(part if isinstance(part, Text) else literal(part) for part in parts)),
+                           highlight=False)
 
 
 class JsonReporter:
@@ -177,7 +186,8 @@ class JsonReporter:
 
 
 def print_summary(result: RunFinished, out: TextIO) -> None:
-    lines = [f"{result.state}: {result.last_epoch} epoch(s), "
+    but = ", but last.pt could not be written" if result.last_unsaved else ""
+    lines = [f"{result.state}{but}: {result.last_epoch} epoch(s), "
              f"{result.step} steps in {format_duration(result.elapsed_s)}"]
     if result.message:
         lines.append(f"  {result.message}")
@@ -185,10 +195,12 @@ def print_summary(result: RunFinished, out: TextIO) -> None:
         lines.append(f"  best (epoch {result.best_epoch}): {_metrics_text(result.best)}")
     if result.last:
         lines.append(f"  last: {_metrics_text(result.last)}")
+    if result.unsaved:
+        lines.append(f"  {result.unsaved_note()}")
     if result.checkpoint:
         lines.append(f"  checkpoint: {result.checkpoint}")
         lines.append(f"  continue:   tui-trainer --headless --resume {result.checkpoint}")
-    print("\n".join(lines), file=out, flush=True)
+    print("\n".join(printable(line) for line in lines), file=out, flush=True)
 
 
 class SignalStop:
@@ -261,7 +273,7 @@ def _to_stderr(message: str) -> None:
 
 
 def exit_code(result: RunFinished, signal_received: int | None) -> int:
-    if result.state == "failed":
+    if result.state == "failed" or result.last_unsaved:  # a run whose end is not on disk did not succeed
         return EXIT_FAILED
     if signal_received is not None:
         return 128 + signal_received
@@ -300,7 +312,7 @@ def run_headless(options: LaunchOptions, out: TextIO | None = None) -> int:
                               resume_from=options.resume, run_dir=run_dir, parallel=parallel)
             result = trainer.run()
     except bad_input as error:
-        print(f"tui-trainer: error: {error}", file=sys.stderr)
+        print(f"tui-trainer: error: {printable(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("tui-trainer: interrupted; the last checkpoint on disk is intact", file=sys.stderr)

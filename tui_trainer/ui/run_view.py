@@ -262,7 +262,9 @@ class RunView:
             text += f"; best {monitor} {shown} (epoch {event.best_epoch})"
         if event.message:
             text += f"; {event.message}"
-        return [LogLine(text, "error" if event.state == "failed" else "good")]
+        if event.unsaved:
+            text += f"; {event.unsaved_note()}"
+        return [LogLine(text, "error" if event.state == "failed" or event.last_unsaved else "good")]
 
 
     def connection_ended(self, state: str, reason: str = "", exit_status: str | None = None,
