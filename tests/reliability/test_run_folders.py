@@ -386,3 +386,42 @@ def test_a_branch_starts_its_metrics_with_the_history_it_continues(run_copy, mak
     steps = [record["step"] for record in read_metrics(trainer.run_dir / "metrics.jsonl")
              if record["type"] == "progress"]
     assert steps == sorted(steps)
+
+
+@pytest.mark.slow
+def test_a_detached_run_holds_its_folder_for_its_whole_life(checkpoint_dir, make_config, monkeypatch, tmp_path):
+    """The launcher hands the lock to the run's supervisor: once the launcher has let go, the folder is still
+    held, and a resume of the run's checkpoint branches off; once the run has stopped it is free."""
+    from tui_trainer.detached.client import RunClient
+    from tui_trainer.detached.commands import stop_run
+    from tui_trainer.detached.launcher import launch_detached
+    from tui_trainer.engine.controls import Save
+    from tui_trainer.engine.events import CheckpointSaved
+    from tui_trainer.launch import LaunchOptions
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    info = launch_detached(LaunchOptions(preset="iris-linear", overrides={
+        "epochs": 100000, "checkpoint.dir": str(checkpoint_dir), "device": "cpu"}), timeout_s=120)
+    run_dir = Path(info.run_dir)
+    try:
+        client = RunClient(info)
+        client.send(Save())
+        saved = next(event for event in client.events() if isinstance(event, CheckpointSaved))
+        client.close()
+        with pytest.raises(RunFolderError, match="in use by another run"):
+            adopt_run_folder(run_dir)
+        config = make_config("iris-linear")
+        with claim_run_folder(config, saved.path) as branch:
+            assert branch.path != run_dir
+    finally:
+        assert stop_run(str(checkpoint_dir), run_dir.name) == 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            adopt_run_folder(run_dir).release()
+            break
+        except RunFolderError:
+            time.sleep(0.1)
+    else:
+        raise AssertionError("the folder stayed locked after its run stopped")

@@ -36,7 +36,8 @@ RECORD_FORMAT = "tui-trainer-run-folder"
 RECORD_MAX_BYTES = 1 << 20
 NAME_MAX = 255
 RUN_ID_MAX = 160
-"""Longest run id: a branch adds `-from-s<step>-<n>` (at most 34 characters) and stays within NAME_MAX."""
+"""Longest run id, a branch's `<id>-from-s<step>` included (its id is cut to fit): with a counter after it,
+every run folder's name stays well within NAME_MAX."""
 PRESET_PART_MAX = 100
 """Longest part of a run id taken from the preset's name (the time stamp and a counter follow it)."""
 NAME_TRIES = 1000
@@ -150,14 +151,13 @@ def _read_record(descriptor: int) -> _Record | None:
 
 def _names_itself(run_dir: Path) -> bool:
     """A run folder written before record files: its own run.json (ours, a regular file) names it."""
-    from tui_trainer.engine.runinfo import RUN_FILE, RunFileError, load_run_info
+    from tui_trainer.engine.runinfo import RunFileError, load_run_info
 
     try:
         info = load_run_info(run_dir)
-        status = os.lstat(run_dir / RUN_FILE)
-    except (RunFileError, OSError):
+    except RunFileError:
         return False
-    return _ours(status) and info.run_id == run_dir.name
+    return info.owner_uid == os.getuid() and info.run_id == run_dir.name
 
 
 def is_run_folder(run_dir: Path) -> bool:
@@ -190,15 +190,16 @@ class RunFolder:
     started this engine) until `release()`. A context manager that releases on exit."""
 
     def __init__(self, path: Path, record: int, *, created: bool, continues_from: Path | None = None,
-                 borrowed: bool = False) -> None:
+                 owner: RunFolder | None = None) -> None:
         self.path = path
         self.created = created
         """The folder was made for this run (not a run folder continued in place)."""
         self.continues_from = continues_from
         """The run folder of the checkpoint this run branched off from, if any."""
         self._record = record
-        self._borrowed = borrowed
-        self._close = weakref.finalize(self, os.close, record) if not borrowed else None
+        self._owner = owner
+        """The folder this one borrows from (kept alive with it: it closes the record, and with it the lock)."""
+        self._close = weakref.finalize(self, os.close, record) if owner is None else None
 
     @property
     def run_id(self) -> str:
@@ -207,7 +208,7 @@ class RunFolder:
     def borrow(self) -> RunFolder:
         """The same folder for another user of it in this process; releasing that one leaves the lock held."""
         return RunFolder(self.path, self._record, created=self.created, continues_from=self.continues_from,
-                         borrowed=True)
+                         owner=self)
 
     def release(self) -> None:
         """Let go of the folder (and its lock). A folder made for a run that never started (nothing but the
