@@ -207,6 +207,27 @@ def test_a_link_inside_a_run_folder_makes_a_resume_branch(run_copy, tmp_path, ma
     assert snapshot(victim) == before
 
 
+@pytest.mark.parametrize("names", [("metrics.jsonl",), ("config.yaml", ".config.yaml.tmp"),
+                                   ("metrics.jsonl", "config.yaml", ".config.yaml.tmp")])
+def test_the_run_never_writes_through_a_link_inside_its_folder(tmp_path, make_config, names):
+    from tui_trainer.engine.events import Warning as RunWarning
+
+    target = tmp_path / "target"
+    target.write_text("keep")
+    config = make_config("iris-linear", epochs=1)
+    events = []
+    with claim_run_folder(config) as folder:
+        for name in names:
+            (folder.path / name).symlink_to(target)
+        assert Trainer(config, events.append, run_dir=folder.path).run().state == "finished"
+    assert target.read_text() == "keep"
+    if "config.yaml" in names:
+        assert not (folder.path / "config.yaml").is_symlink() and "iris" in (folder.path / "config.yaml").read_text()
+    if "metrics.jsonl" in names:
+        assert any("metrics.jsonl is no longer written" in event.message for event in events
+                   if isinstance(event, RunWarning))
+
+
 def test_a_folder_of_someone_else_or_writable_by_others_is_not_a_run_folder(run_copy):
     assert is_run_folder(run_copy)
     os.chmod(run_copy, 0o770)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from array import array
 from pathlib import Path
 from typing import Any, TextIO
@@ -118,8 +119,9 @@ class MetricsLog:
 
     def write_line(self, line: str) -> None:
         """One record already encoded as JSON."""
-        if self._file is None:
-            self._file = self.path.open("a", encoding="utf-8")
+        if self._file is None:  # never through a link planted at the name
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            self._file = os.fdopen(os.open(self.path, flags, 0o600), "a", encoding="utf-8")
         self._file.write(line + "\n")
         self._file.flush()
 

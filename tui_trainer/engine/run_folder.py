@@ -20,6 +20,7 @@ import json
 import os
 import re
 import stat
+import tempfile
 import time
 import weakref
 from collections.abc import Iterator
@@ -176,6 +177,20 @@ def is_run_folder(run_dir: Path) -> bool:
 
 def _inner_files_are_plain(run_dir: Path) -> bool:
     return not any((run_dir / name).is_symlink() for name in INNER_FILES)
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write path atomically through a fresh temporary file beside it (O_EXCL: never an existing name, never
+    through a link); raises OSError."""
+    descriptor, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 # ---------------------------------------------------------------- the folder a run holds

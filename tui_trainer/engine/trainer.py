@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import platform
 import random
 import time
@@ -293,10 +292,8 @@ class Trainer:
         if not self.parallel.is_main:
             return
         path = self.run_dir / "config.yaml"
-        temp = path.with_name(".config.yaml.tmp")
         try:
-            temp.write_text(dump_yaml(self.config.to_dict()), encoding="utf-8")
-            os.replace(temp, path)
+            run_folder.replace_file(path, dump_yaml(self.config.to_dict()))
         except OSError as error:
             self._emit(Warning(f"could not write {path}: {error.strerror or error}"))
 
