@@ -20,7 +20,8 @@ from tui_trainer.catalog.losses import LOSSES, losses_for
 from tui_trainer.catalog.models import MODELS
 from tui_trainer.catalog.optimizers import OPTIMIZERS
 from tui_trainer.catalog.options import CatalogError, Options, unknown_name
-from tui_trainer.yaml_io import dump_yaml, load_yaml, parse_scalar
+from tui_trainer.text import printable
+from tui_trainer.yaml_io import UnreadableFile, YamlRefused, dump_yaml, load_yaml, parse_scalar, read_regular_file
 
 Task = Literal["classification", "regression"]
 Metric = Literal["val_loss", "val_accuracy", "val_mae", "val_r2"]
@@ -380,26 +381,26 @@ def config_from_dict(raw: Any, source: str = "") -> RunConfig:
 
 
 def read_preset_dict(path: Path) -> dict[str, Any]:
-    """Read a preset file into a plain dict (not yet validated). name defaults to the file's stem."""
-    source = str(path)
+    """Read a preset file into a plain dict (not yet validated). name defaults to the file's stem.
+
+    Only a regular file of at most MAX_PRESET_BYTES is read; YAML aliases are bounded, duplicate keys refused."""
+    source = printable(path)
     try:
-        if path.stat().st_size > MAX_PRESET_BYTES:
-            raise ConfigError(source, "", f"file is larger than {MAX_PRESET_BYTES // 1000} kB; a preset is small")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(source, "", "no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(source, "", "is a folder, not a preset file") from None
+        text = read_regular_file(path, MAX_PRESET_BYTES).decode("utf-8")
+    except UnreadableFile as error:
+        raise ConfigError(source, "", str(error)) from None
     except UnicodeDecodeError:
         raise ConfigError(source, "", "is not UTF-8 text") from None
-    except OSError as error:
-        raise ConfigError(source, "", f"cannot read: {error.strerror or error}") from None
     try:
         raw = load_yaml(text)
+    except YamlRefused as error:
+        raise ConfigError(source, "", str(error.problem)) from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(source, "", f"YAML syntax error at {where}{error.problem}") from None
+        # The context says what was being read ("found duplicate anchor 'a'; first occurrence"), if anything.
+        problem = f"{error.context}, {error.problem}" if error.context else error.problem
+        raise ConfigError(source, "", f"YAML syntax error at {where}{problem}") from None
     except yaml.YAMLError as error:
         raise ConfigError(source, "", f"YAML error: {str(error).splitlines()[0]}") from None
     except RecursionError:
