@@ -10,9 +10,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from tui_trainer.catalog.options import NoOptions, Options
 
@@ -132,11 +132,24 @@ def _sklearn_table(loader_name: str, task: Task, standardize_y: bool = False):
 # ---------------------------------------------------------------- generated sets
 
 
+MIN_PER_ARM = 5
+MAX_ABS_X = 1_000_000.0
+
+
 class SpiralsOptions(Options):
     samples: int = Field(3000, ge=10, le=10_000_000, description="Points in all.")
     arms: int = Field(3, ge=2, le=100, description="Spiral arms, one class each.")
     noise: float = Field(0.2, ge=0, le=10, description="Standard deviation of the noise added to the angle.")
     turns: float = Field(1.5, gt=0, le=20, description="How many times each arm winds round the centre.")
+
+    @field_validator("arms")
+    @classmethod
+    def _points_on_every_arm(cls, arms: int, info: ValidationInfo) -> int:
+        samples = info.data.get("samples")
+        if samples is not None and samples < MIN_PER_ARM * arms:
+            raise ValueError(f"{arms} arms need at least {MIN_PER_ARM * arms} samples ({MIN_PER_ARM} an arm); "
+                             f"given samples: {samples}")
+        return arms
 
 
 def _spirals(options: SpiralsOptions, val_split: float | None, seed: int) -> DataBundle:
@@ -157,7 +170,15 @@ class SineOptions(Options):
     samples: int = Field(2000, ge=10, le=10_000_000, description="Points in all.")
     noise: float = Field(0.05, ge=0, le=10, description="Standard deviation of the noise added to y.")
     frequency: float = Field(1.0, gt=0, le=100, description="Periods over the x range.")
-    x_range: list[float] = Field([-math.pi, math.pi], min_length=2, max_length=2, description="Low and high x.")
+    x_range: list[Annotated[float, Field(ge=-MAX_ABS_X, le=MAX_ABS_X)]] = Field(
+        [-math.pi, math.pi], min_length=2, max_length=2, description="Low and high x.")
+
+    @field_validator("x_range")
+    @classmethod
+    def _low_below_high(cls, x_range: list[float]) -> list[float]:
+        if not x_range[0] < x_range[1]:
+            raise ValueError(f"given {x_range}; the low x comes first and must be below the high x")
+        return x_range
 
 
 def _sine(options: SineOptions, val_split: float | None, seed: int) -> DataBundle:
@@ -175,7 +196,8 @@ def _sine(options: SineOptions, val_split: float | None, seed: int) -> DataBundl
 
 
 class VisionOptions(Options):
-    root: str = Field("~/.cache/tui-trainer/datasets", description="Folder the dataset is read from and downloaded to.")
+    root: str = Field("~/.cache/tui-trainer/datasets", min_length=1, max_length=4096,
+                      description="Folder the dataset is read from and downloaded to.")
     download: bool = Field(True, description="Download the files when they are not under root.")
     subset: int | None = Field(None, ge=1, description="Use only the first N training samples.")
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from tui_trainer.catalog.options import NoOptions, Options
 
@@ -16,16 +17,38 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+MAX_WIDTH = 1_000_000
+"""Widest hidden layer of the catalog's mlp."""
+MAX_CHANNELS = 65_536
+"""Most channels of one conv block of the catalog's cnn."""
+MAX_PARAMETERS = 1_000_000_000
+"""Most parameters a catalog model may have (4 GB of fp32 weights, three times that with Adam's state)."""
+
+
+def _too_many(count: int) -> str:
+    return f"would have {count:,} parameters; allowed: at most {MAX_PARAMETERS:,}"
+
+
 class MLPOptions(Options):
-    hidden: list[int] = Field([128, 64], max_length=64, description="Width of each hidden layer.")
+    hidden: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = Field(
+        [128, 64], max_length=64, description="Width of each hidden layer.")
     activation: Literal["relu", "gelu", "tanh", "sigmoid"] = Field("relu", description="Activation function.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout after each hidden layer.")
     batchnorm: bool = Field(False, description="BatchNorm1d after each hidden layer.")
 
+    @field_validator("hidden")
+    @classmethod
+    def _parameters_between_hidden_layers(cls, hidden: list[int]) -> list[int]:
+        # What the layers cost before the input and output are known; build_model checks the whole model.
+        count = sum(width * following for width, following in itertools.pairwise(hidden))
+        if count > MAX_PARAMETERS:
+            raise ValueError(f"the layers between these widths alone {_too_many(count)}")
+        return hidden
+
 
 class CNNOptions(Options):
-    channels: list[int] = Field([32, 64], min_length=1, max_length=16,
-                                description="Output channels of each conv block.")
+    channels: list[Annotated[int, Field(ge=1, le=MAX_CHANNELS)]] = Field(
+        [32, 64], min_length=1, max_length=16, description="Output channels of each conv block.")
     kernel_size: int = Field(3, ge=1, le=15, description="Convolution kernel size (odd sizes keep the shape).")
     batchnorm: bool = Field(True, description="BatchNorm2d in each conv block.")
     dropout: float = Field(0.25, ge=0, lt=1, description="Dropout before the classifier.")
@@ -39,6 +62,8 @@ class ModelSpec:
     options: type[Options]
     build: Callable[[Any, tuple[int, ...], int], nn.Module]
     needs_image: bool = False
+    size_options: str = ""
+    """The options that decide its size, named when it would be too big."""
 
 
 def _activation(name: str) -> nn.Module:
@@ -137,16 +162,36 @@ MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
         ModelSpec("linear", "one linear layer on the flattened input", NoOptions, _linear),
-        ModelSpec("mlp", "fully connected layers (hidden, activation, dropout, batchnorm)", MLPOptions, _mlp),
+        ModelSpec("mlp", "fully connected layers (hidden, activation, dropout, batchnorm)", MLPOptions, _mlp,
+                  size_options="hidden"),
         ModelSpec("cnn", "conv blocks with batchnorm and pooling, then a dense head (image data)", CNNOptions, _cnn,
-                  needs_image=True),
+                  needs_image=True, size_options="channels, hidden"),
     ]
 }
 
 
 def build_model(name: str | None, import_target: str | None, options: dict[str, Any],
                 input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+    """Build a catalog model (or a user's, by import). A catalog model over MAX_PARAMETERS is refused with a
+    ConfigError before its weights are allocated."""
     if import_target:
         return build_imported(import_target, options, input_shape, num_outputs)
     spec = MODELS[name or ""]
-    return spec.build(spec.options.model_validate(options), input_shape, num_outputs)
+    validated = spec.options.model_validate(options)
+    count = parameter_count(spec, validated, input_shape, num_outputs)
+    if count > MAX_PARAMETERS:
+        from tui_trainer.config import ConfigError
+
+        field = "model.options" + (f".{spec.size_options}" if "," not in spec.size_options else "")
+        raise ConfigError("", field, f"the {spec.name} for input {tuple(input_shape)} and {num_outputs} outputs "
+                                     f"{_too_many(count)} (make {spec.size_options or 'it'} smaller)")
+    return spec.build(validated, input_shape, num_outputs)
+
+
+def parameter_count(spec: ModelSpec, options: Options, input_shape: tuple[int, ...], num_outputs: int) -> int:
+    """Parameters of the model spec would build, counted on the meta device: nothing is allocated."""
+    import torch
+
+    with torch.device("meta"):
+        model = spec.build(options, input_shape, num_outputs)
+    return sum(parameter.numel() for parameter in model.parameters())
