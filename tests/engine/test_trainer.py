@@ -17,6 +17,7 @@ import yaml
 from tests.faulty_model import FAULTY
 from tui_trainer.config import ConfigError, config_from_dict
 from tui_trainer.engine.checkpoints import load_checkpoint
+from tui_trainer.engine.controls import CommandError
 from tui_trainer.engine.events import (
     CheckpointFailed,
     CheckpointSaved,
@@ -366,12 +367,15 @@ def test_set_learning_rate_at_a_step_boundary(make_config, run_trainer):
 
 
 def test_set_weight_decay_momentum_and_refusals(make_config, run_trainer):
+    refusals = []
+
     def handler(event, trainer):
         if isinstance(event, Progress) and event.step == 2:
             trainer.controls.set_hyperparameters(weight_decay=0.01, momentum=0.5)
-            trainer.controls.set_hyperparameters(lr=-1.0)
-            trainer.controls.set_hyperparameters(lr=float("nan"))
-            trainer.controls.set_hyperparameters(momentum=1.5)
+            for bad in ({"lr": -1.0}, {"lr": float("nan")}, {"momentum": 1.5}, {"weight_decay": 1e308}):
+                with pytest.raises(CommandError) as refused:
+                    trainer.controls.set_hyperparameters(**bad)
+                refusals.append(str(refused.value))
 
     config = make_config("iris-linear", epochs=1, logging__every_steps=1)
     finished, events, trainer = run_trainer(config, handler=handler)
@@ -380,9 +384,7 @@ def test_set_weight_decay_momentum_and_refusals(make_config, run_trainer):
     changed = events.of(HyperparametersChanged)
     assert [event.changes for event in changed] == [{"weight_decay": 0.01, "momentum": 0.5}]
     assert changed[0].previous == {"weight_decay": 0.0, "momentum": 0.9}
-    warnings = [event.message for event in events.of(Warning)]
-    assert any("lr must be a number > 0" in text for text in warnings)
-    assert any("momentum must be" in text for text in warnings)
+    assert len(refusals) == 4 and "a number > 0 and <= 100" in refusals[0] and "<= 10" in refusals[3]
     assert finished.state == "finished"
 
 

@@ -201,3 +201,31 @@ def test_checkpoints_listing_names_each_refusal(bad, marker):
         for kind in BAD_KINDS:
             assert BAD_KINDS[kind] in entries[kind]["error"], kind
         assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["trainer", "rng", "history"])
+async def test_the_load_panel_checks_what_a_resume_uses_before_stopping_the_run(folder, good, damage):
+    """A file whose metadata lists fine but whose trainer state, random state or history would fail the resume
+    is refused in the panel: the current run is not stopped for a checkpoint that cannot start."""
+    import torch
+
+    payload = torch.load(good, weights_only=True)
+    if damage == "trainer":
+        payload["trainer"] = {}
+    elif damage == "rng":
+        payload["rng"] = {"torch": torch.zeros(3, dtype=torch.uint8)}
+    else:
+        payload["history_json"] = "not json ["
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"damaged-{damage}.pt"
+    torch.save(payload, path)
+    app = make_app(folder)
+    async with driving(app) as pilot:
+        await start_training(app, pilot)
+        session = app.session
+        press(app, "l")
+        await wait_for(pilot, lambda: showing(app, LoadPanel) and str(path) in app.screen.infos, "the listing")
+        panel = app.screen
+        await choose_row(app, pilot, path)
+        await wait_for(pilot, lambda: f"Cannot load: {path}" in panel_status(panel), "the refusal")
+        assert app.screen is panel and app.session is session and session.active and not session.stop_requested

@@ -160,10 +160,11 @@ class LoadChoice:
 def check_loadable(path: str) -> LoadChoice:
     """Everything that can be checked before the current run is stopped for this checkpoint: the file, its
     config, and that this machine can train it. Raises CheckpointError or ConfigError with one line."""
-    from tui_trainer.engine.checkpoints import load_checkpoint
+    from tui_trainer.engine.checkpoints import check_resumable, load_checkpoint
     from tui_trainer.preflight import check_environment
 
     payload = load_checkpoint(path, mmap=True)
+    check_resumable(path, payload)
     config = config_from_dict(payload["config"], source=path)
     check_environment(config, source=path)
     return LoadChoice(path, config, tuple(import_targets(config)))
