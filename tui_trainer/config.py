@@ -216,6 +216,14 @@ def import_targets(config: RunConfig) -> list[tuple[str, str]]:
     return found
 
 
+def stored_imports(raw: Any) -> list[tuple[str, str]]:
+    """The `import:` fields of a config as stored in a file, valid or not (for listings): every section's."""
+    if not isinstance(raw, dict):
+        return []
+    return [(f"{key}.import", section["import"]) for key, section in raw.items()
+            if isinstance(section, dict) and isinstance(section.get("import"), str)]
+
+
 class UntrustedCode(ConfigError):
     """A config read back from a file (a checkpoint, a run folder's config.yaml) names code to import, and the
     user has not said that this file may run code. `targets` are the (field, target) pairs to show them."""

@@ -129,7 +129,9 @@ def print_checkpoints(folder: str, as_json: bool = False) -> int:
             table.add_row(_cell(name, info.error, style="red"), "", "", "", "", saved, human_bytes(info.size_bytes))
             continue
         quality = info.val_accuracy if info.val_accuracy is not None else info.val_r2
-        table.add_row(literal(name), literal(info.epoch), literal(info.step), _metric(info.val_loss),
+        runs_code = f"runs code: {', '.join(info.imports)} (resume with --trust-code)" if info.imports else None
+        table.add_row(_cell(name, runs_code, style="yellow"), literal(info.epoch), literal(info.step),
+                      _metric(info.val_loss),
                       _metric(quality), saved, human_bytes(info.size_bytes))
     Console().print(table)
     print("Continue one: tui-trainer --headless --resume FILE   (or press l in the app)")

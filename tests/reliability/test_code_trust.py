@@ -280,3 +280,20 @@ def test_a_link_planted_at_the_logs_name_is_not_followed(tmp_path, monkeypatch, 
     assert logs.setup_file_logging() is None
     assert no_log_handlers.handlers == []
     assert victim.read_text() == "mine\n"
+
+
+def test_the_checkpoints_listing_says_which_files_carry_code(good, tmp_path, marker, monkeypatch):
+    import json
+
+    monkeypatch.setenv("COLUMNS", "240")
+
+    folder = tmp_path / "listing"
+    with_model(good, folder, planted_command(marker), name="planted.pt")
+    with_model(good, folder, {"import": "pkg.models:build"}, name="mine.pt")
+    code, out, _ = run_main(["checkpoints", str(folder), "--json"])
+    rows = {Path(row["path"]).name: row for row in map(json.loads, out.splitlines())}
+    assert rows["planted.pt"]["imports"] == ["model.import=os:system"]
+    assert rows["mine.pt"]["imports"] == ["model.import=pkg.models:build"]
+    code, out, _ = run_main(["checkpoints", str(folder)])
+    assert code == 0 and "os:system" in out and "--trust-code" in out
+    assert not marker.exists()

@@ -710,10 +710,14 @@ class CheckpointInfo:
     reason: str = ""
     error: str | None = None
     """Why this file cannot be loaded; listed anyway so the user sees it."""
+    imports: tuple[str, ...] = ()
+    """Code its stored config names ("model.import=pkg.mod:factory"): resuming it needs the user's trust."""
 
 
 def read_info(path: str | Path) -> CheckpointInfo:
     """A checkpoint's metadata without reading its tensors."""
+    from tui_trainer.config import stored_imports
+
     path = Path(path)
     try:
         _, checked, size = _load(path, "cpu", mmap=True)
@@ -725,6 +729,7 @@ def read_info(path: str | Path) -> CheckpointInfo:
         path=str(path), size_bytes=size, run_id=meta.run_id, preset=meta.preset, epoch=meta.epoch,
         step=meta.step, val_loss=meta.val.get("val_loss"), val_accuracy=meta.val.get("val_accuracy"),
         val_r2=meta.val.get("val_r2"), saved_at=meta.saved_at, reason=meta.reason,
+        imports=tuple(f"{field}={target}" for field, target in stored_imports(checked.config)),
     )
 
 
