@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -285,13 +284,12 @@ BOMBS = {
 
 
 @pytest.mark.parametrize("name", list(BOMBS))
-def test_alias_bombs_are_refused_fast_and_in_one_line(tmp_path, name):
+def test_alias_bombs_are_refused_in_one_line(tmp_path, name):
+    """Each would expand to gigabytes: refused while its expansion is counted, before it is built."""
     path = tmp_path / f"{name}.yaml"
     path.write_text(BOMBS[name], encoding="utf-8")
     assert path.stat().st_size < 1_000_000
-    started = time.monotonic()
     refused(path, "aliases expand", "refused")
-    assert time.monotonic() - started < 2
 
 
 @pytest.mark.parametrize("text", [

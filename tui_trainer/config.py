@@ -111,12 +111,12 @@ class SchedulerConfig(Section):
     name: Literal["none", "step", "cosine", "onecycle", "plateau"] = Field(
         "none", description="Learning-rate schedule.")
     warmup_steps: int = Field(0, ge=0, le=100_000_000, description="Linear warm-up from 0 over this many steps.")
-    step_size: int = Field(10, ge=1, description="step: epochs between decays.")
+    step_size: int = Field(10, ge=1, le=1_000_000, description="step: epochs between decays.")
     gamma: float = Field(0.1, gt=0, le=1, description="step: decay factor.")
-    min_lr: float = Field(0.0, ge=0, description="cosine: the learning rate at the end.")
-    max_lr: float | None = Field(None, gt=0, description="onecycle: peak learning rate (default: optimizer.lr).")
+    min_lr: float = Field(0.0, ge=0, le=100, description="cosine: the learning rate at the end.")
+    max_lr: float | None = Field(None, gt=0, le=100, description="onecycle: peak learning rate (default: optimizer.lr).")
     factor: float = Field(0.1, gt=0, lt=1, description="plateau: decay factor.")
-    patience: int = Field(3, ge=0, description="plateau: epochs without improvement before decaying.")
+    patience: int = Field(3, ge=0, le=1_000_000, description="plateau: epochs without improvement before decaying.")
 
     TAKES: ClassVar[dict[str, tuple[str, ...]]] = {
         "none": ("warmup_steps",),
@@ -142,12 +142,12 @@ class EarlyStoppingConfig(Section):
     monitor: Metric = Field("val_loss", description="Validation metric to watch.")
     patience: int = Field(5, ge=1, le=1_000_000, description="Epochs without improvement before stopping.")
     mode: Literal["min", "max"] | None = Field(None, description="min or max; default from the metric.")
-    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as improvement.")
+    min_delta: float = Field(0.0, ge=0, le=1e6, description="Smallest change that counts as improvement.")
 
 
 class CheckpointConfig(Section):
     dir: str = Field("checkpoints", description="Folder for run folders (checkpoints/<run-id>/).")
-    every_epochs: int = Field(1, ge=0, description="Save epoch-N.pt every N epochs (0: never).")
+    every_epochs: int = Field(1, ge=0, le=1_000_000, description="Save epoch-N.pt every N epochs (0: never).")
     keep_last: int = Field(3, ge=1, le=10_000, description="Periodic checkpoints kept per run.")
     save_best: bool = Field(True, description="Keep best.pt: the best value of `monitor`.")
     monitor: Metric = Field("val_loss", description="Metric that decides best.pt.")
@@ -179,7 +179,7 @@ class RunConfig(Section):
     early_stopping: EarlyStoppingConfig | None = Field(None, description="Stop when a metric stops improving.")
     device: str = Field("auto", pattern=DEVICE_PATTERN, description="auto, cpu, cuda, cuda:N or mps.")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast precision.")
-    grad_clip: float | None = Field(None, gt=0, description="Clip the gradients' global norm to this.")
+    grad_clip: float | None = Field(None, gt=0, le=1e6, description="Clip the gradients' global norm to this.")
     compile: bool = Field(False, description="torch.compile the model (falls back cleanly when it fails).")
     channels_last: bool | None = Field(
         None, description="Convolution weights in channels-last memory order (faster convolutions on CPUs and "

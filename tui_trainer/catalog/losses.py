@@ -22,11 +22,11 @@ class CrossEntropyOptions(Options):
 
 
 class SmoothL1Options(Options):
-    beta: float = Field(1.0, gt=0, description="Where the loss turns from quadratic to linear.")
+    beta: float = Field(1.0, gt=0, le=1e6, description="Where the loss turns from quadratic to linear.")
 
 
 class HuberOptions(Options):
-    delta: float = Field(1.0, gt=0, description="Where the loss turns from quadratic to linear.")
+    delta: float = Field(1.0, gt=0, le=1e6, description="Where the loss turns from quadratic to linear.")
 
 
 @dataclass(frozen=True)
