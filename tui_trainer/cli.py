@@ -123,7 +123,9 @@ class _OneLineErrors(argparse.ArgumentParser):
 
 
 def _fail(message: str) -> int:
-    print(f"tui-trainer: error: {message}", file=sys.stderr)
+    from tui_trainer.text import printable
+
+    print(f"tui-trainer: error: {printable(message)}", file=sys.stderr)
     return EXIT_BAD_INPUT
 
 

@@ -103,9 +103,12 @@ def wait_until_ready(run_dir: Path, supervisor: subprocess.Popen, timeout_s: flo
     raise DetachError(f"run {run_dir.name} did not start within {timeout_s:.0f} s; see {run_dir / ENGINE_LOG}")
 
 
-def _last_line(run_dir: Path) -> str:
+def _last_line(run_dir: Path, tail_bytes: int = 64 * 1024) -> str:
+    """The engine log's last line (its one-line reason), read from the log's tail only."""
     try:
-        lines = (run_dir / ENGINE_LOG).read_text(errors="replace").strip().splitlines()
+        with (run_dir / ENGINE_LOG).open("rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - tail_bytes))
+            lines = log.read(tail_bytes).decode(errors="replace").strip().splitlines()
     except OSError:
         return ""
     return lines[-1].removeprefix("tui-trainer: error: ") if lines else ""
