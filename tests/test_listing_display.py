@@ -259,3 +259,24 @@ def test_no_runs_names_the_folder_as_written(tmp_path, capsys, name):
     output = capsys.readouterr().out
     assert printable(f"No runs under {tmp_path / name}.") in output
     assert_nothing_raw(output)
+
+
+def test_runs_say_why_a_run_ended_badly_and_why_a_record_is_unreadable(tmp_path, capsys, wide):
+    from tui_trainer.engine.events import RunFinished, RunStarted
+    from tui_trainer.engine.runinfo import RunInfoWriter
+
+    run_dir = tmp_path / "iris-1"
+    run_dir.mkdir()
+    writer = RunInfoWriter()
+    writer(RunStarted(run_id="iris-1", run_dir=str(run_dir), preset="iris-linear", task="classification",
+                      device="cpu", device_name="CPU", model="linear", parameters=15, train_samples=120,
+                      val_samples=30, epochs=2, steps_per_epoch=4, total_steps=8, start_epoch=1, start_step=0,
+                      lr=0.1, config={}))
+    writer(RunFinished(state="finished", epoch=3, step=8, elapsed_s=1.0, best={}, last={}, best_epoch=None,
+                       checkpoint=None, unsaved=[str(run_dir / "last.pt")]))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "run.json").write_text('{"pid": "seven"}')
+    assert main(["runs", "--checkpoint-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "not saved" in out and "last.pt" in out and "the run's end is not on disk" in out
+    assert "unreadable" in out and "broken" in out

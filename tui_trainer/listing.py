@@ -169,6 +169,8 @@ def print_runs(folder: str, as_json: bool = False) -> int:
             detail = f"{'detached, ' if info.detached else ''}pid {info.pid}"
         elif info.state == "lost" and info.exit_status:
             detail = info.exit_status
+        elif info.reason:
+            detail = info.reason  # why it failed or stopped, what was not saved, why its run.json is unreadable
         best = _cell(_metric(info.best), info.monitor) if _is_number(info.best) else literal("n/a")
         table.add_row(_cell(info.run_id, info.preset), _cell(info.state, detail),
                       literal(f"{info.epoch}/{info.epochs}"), literal(f"{info.step}/{info.total_steps}"), best,

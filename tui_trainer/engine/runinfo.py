@@ -310,7 +310,7 @@ class RunInfoWriter:
                 return
         elif isinstance(event, RunFinished):
             self.info.state, self.info.step = event.state, event.step
-            self.info.reason = event.message
+            self.info.reason = " ".join(part for part in (event.message, event.unsaved_note()) if part)
             if event.checkpoint:
                 self.info.last_checkpoint = event.checkpoint
         else:
