@@ -329,3 +329,26 @@ def test_a_failed_engine_does_not_overwrite_a_live_runs_run_json(tmp_path, bysta
     process.wait(5)
     write_run_info(RunInfo(run_id="run-a", run_dir=str(folder), state="failed", pid=os.getpid()))
     assert load_run_info(folder).state == "failed", "a dead run's run.json is for the next run to write"
+
+
+def test_a_stale_socket_is_removed_only_when_it_is_ours_and_a_socket(tmp_path):
+    import socket as sockets
+
+    from tui_trainer.detached.client import clean_stale_socket
+    from tui_trainer.engine.runinfo import RunInfo
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    info = RunInfo(run_id="run", run_dir=str(run_dir), state="finished")
+    (run_dir / "control.sock").write_text("a file of someone's, not a socket")
+    assert not clean_stale_socket(info) and (run_dir / "control.sock").exists()
+    (run_dir / "control.sock").unlink()
+    victim = tmp_path / "victim"
+    victim.write_text("mine")
+    (run_dir / "control.sock").symlink_to(victim)
+    assert not clean_stale_socket(info) and victim.exists()
+    (run_dir / "control.sock").unlink()
+    server = sockets.socket(sockets.AF_UNIX)
+    server.bind(str(run_dir / "control.sock"))
+    server.close()
+    assert clean_stale_socket(info) and not (run_dir / "control.sock").exists()

@@ -8,7 +8,9 @@ a Warning event.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,13 +65,20 @@ def parse_event(message: dict[str, Any]) -> Event | None:
 
 
 def clean_stale_socket(info: RunInfo) -> bool:
-    """Remove the socket of a run whose engine is gone; returns whether one was removed."""
+    """Remove the socket of a run whose engine is gone; returns whether one was removed. Only a socket of this
+    user's is removed: a file of another kind at that name, or another user's socket, is left alone."""
     if effective_state(info) in ("starting", "running", "paused", "stopping"):
         return False
+    path = info.socket_path
     try:
-        info.socket_path.unlink()
+        found = path.lstat()
+        if not stat.S_ISSOCK(found.st_mode) or found.st_uid != os.getuid():
+            return False
+        path.unlink()
         return True
     except FileNotFoundError:
+        return False
+    except OSError:
         return False
 
 
