@@ -142,7 +142,7 @@ class EarlyStoppingConfig(Section):
     monitor: Metric = Field("val_loss", description="Validation metric to watch.")
     patience: int = Field(5, ge=1, le=1_000_000, description="Epochs without improvement before stopping.")
     mode: Literal["min", "max"] | None = Field(None, description="min or max; default from the metric.")
-    min_delta: float = Field(0.0, ge=0, le=1e6, description="Smallest change that counts as improvement.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as improvement.")
 
 
 class CheckpointConfig(Section):
@@ -179,7 +179,7 @@ class RunConfig(Section):
     early_stopping: EarlyStoppingConfig | None = Field(None, description="Stop when a metric stops improving.")
     device: str = Field("auto", pattern=DEVICE_PATTERN, description="auto, cpu, cuda, cuda:N or mps.")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast precision.")
-    grad_clip: float | None = Field(None, gt=0, le=1e6, description="Clip the gradients' global norm to this.")
+    grad_clip: float | None = Field(None, gt=0, description="Clip the gradients' global norm to this.")
     compile: bool = Field(False, description="torch.compile the model (falls back cleanly when it fails).")
     channels_last: bool | None = Field(
         None, description="Convolution weights in channels-last memory order (faster convolutions on CPUs and "

@@ -88,8 +88,7 @@ def test_the_command_line_gives_one_line_for_a_huge_model(tmp_path, capsys):
 
 @pytest.mark.parametrize(("key", "value"), [
     ("scheduler.step_size", 10**9), ("scheduler.min_lr", 1e9), ("scheduler.max_lr", 1e9),
-    ("scheduler.patience", 10**9), ("early_stopping.min_delta", 1e300), ("checkpoint.every_epochs", 10**9),
-    ("grad_clip", 1e300),
+    ("scheduler.patience", 10**9), ("checkpoint.every_epochs", 10**9),
 ])
 def test_absurd_run_settings_are_refused_in_one_line(key, value):
     from tui_trainer import presets
@@ -99,8 +98,6 @@ def test_absurd_run_settings_are_refused_in_one_line(key, value):
     extra = {"scheduler.name": {"scheduler.step_size": "step", "scheduler.min_lr": "cosine",
                                 "scheduler.max_lr": "onecycle", "scheduler.patience": "plateau"}[key]} \
         if section == "scheduler" else {}
-    if section == "early_stopping":
-        extra = {"early_stopping.monitor": "val_loss"}
     with pytest.raises(ConfigError) as refused:
         presets.load_config("iris-linear", {**extra, key: value})
     assert key in str(refused.value) and "\n" not in str(refused.value)

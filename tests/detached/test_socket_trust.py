@@ -193,6 +193,9 @@ def test_connections_past_the_cap_are_told_so_and_closed(served, thread_errors):
 
 
 def test_a_client_that_never_reads_is_dropped_with_its_queue_bounded(served, monkeypatch, caplog):
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("tui_trainer"), "propagate", True)  # a file log set up earlier stops it
     limit = 256 * 1024
     monkeypatch.setattr(server_module, "OUTBOX_LIMIT_BYTES", limit)
     server, hub, _ = served
