@@ -672,6 +672,9 @@ class TrainerApp(App[int]):
         if session is None or not session.active:
             self.exit(self.exit_code)
             return
+        if session.stop_requested:
+            self.leave("quit", stop=True)  # already saving and stopping ("save and stop", n): no question to ask
+            return
         if isinstance(session, RemoteSession) and not session.owned:
             leave = LeaveModal(f"Quit and leave run {session.run_id} training in the background, or save it to "
                                "last.pt and stop it?")
@@ -704,13 +707,13 @@ class TrainerApp(App[int]):
             session.detach()
             self.exit(self.exit_code)
             return
+        if not session.stop_requested:
+            session.stop(reason)
         if not session.training.is_set():
             # Still loading data or model: nothing to save yet, and a download may take minutes.
-            session.stop(reason)
             self.exit(self.exit_code)
             return
         self._set_note("saving last.pt before leaving (ctrl+q again: leave now)")
-        session.stop(reason)
         self._after_run = lambda: self.exit(self.exit_code)
         self.set_timer(self.exit_grace_s, lambda: self.exit(self.exit_code))
 
@@ -829,19 +832,35 @@ def run_app(options: LaunchOptions) -> int:
             with contextlib.suppress(Exception):
                 loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
+    for line in closing_lines(app):
+        _say(line)
+    return app.exit_code if app.return_code in (None, 0) else app.return_code
+
+
+def closing_lines(app: TrainerApp) -> list[str]:
+    """What the shell shows once the app has closed: where each run of it ended, or that it goes on."""
+    lines: list[str] = []
     going_on: dict[str, str] = {}
     for session in app.sessions:
-        result = session.result
+        view, result = session.view, session.result
+        for event in session.take():  # the last events, which the app closed too soon to draw
+            view.apply(event)
+        name = view.run_id or session.name
         if result is not None and result.checkpoint:
-            _say(f"{session.view.run_id or session.name}: {result.state} at epoch {result.last_epoch}, "
-                 f"step {result.step:,}; last checkpoint {result.checkpoint}")
+            epoch = view.epoch_of(result.epoch, result.step, result.state)
+            lines.append(f"{name}: {result.state} at epoch {epoch}, step {result.step:,}; last checkpoint "
+                         f"{result.checkpoint}")
         elif isinstance(session, RemoteSession) and session.detached and result is None and session.ending is None:
-            going_on[session.run_dir] = session.run_id
+            if session.stop_requested:
+                lines.append(f"{name}: told to save last.pt and stop, which it does by itself (`tui-trainer runs` "
+                             "shows when it has stopped)")
+            else:
+                going_on[session.run_dir] = session.run_id
     for info in app.unattached:
         going_on[info.run_dir] = info.run_id
     for run_dir, run_id in going_on.items():
-        _say(f"{run_id}: goes on in the background; attach with `{attach_command(run_dir)}`")
-    return app.exit_code if app.return_code in (None, 0) else app.return_code
+        lines.append(f"{run_id}: goes on in the background; attach with `{attach_command(run_dir)}`")
+    return lines
 
 
 def _say(text: str) -> None:

@@ -89,6 +89,9 @@ class RunView:
     finished: RunFinished | None = None
     engine_devices: list[dict[str, Any]] = field(default_factory=list)
     last_checkpoint: str | None = None
+    epoch_end_step: int | None = None
+    """The step at which an epoch last ended (or the run started at an epoch's start): there the engine's
+    epoch counter has already moved on to the next epoch."""
     tweaks: list[Tweak] = field(default_factory=list)
     chart_version: int = 0
     """Moves whenever a chart's data or marks change."""
@@ -117,6 +120,13 @@ class RunView:
     def active(self) -> bool:
         return self.state not in ENDED_STATES
 
+    def epoch_of(self, epoch: int, step: int, state: str = "") -> int:
+        """The epoch a run at the engine's (epoch, step) is in, as its checkpoints and run.json name it: the
+        one under way, or at an epoch's end the one just completed (the engine's counter is on the next one
+        then; a finished run always ends at an epoch's end)."""
+        at_end = state == "finished" or step == self.epoch_end_step
+        return max(0, epoch - 1) if at_end else epoch
+
     @property
     def optimizer_name(self) -> str:
         return str(self.config.get("optimizer", {}).get("name", ""))
@@ -142,6 +152,8 @@ class RunView:
         self.hyperparameters["lr"] = event.lr
         for record in event.history:
             self._replay(record)
+        if self.epoch_end_step is None and self.epoch_step == 0:
+            self.epoch_end_step = event.start_step  # started at an epoch's start, with no epoch in its history
         where = event.device_name if event.world_size == 1 else f"{event.world_size} processes ({event.device_name})"
         line = (f"Run {event.run_id}: {event.preset}, {event.model} ({event.parameters:,} parameters) on "
                 f"{where}; {event.train_samples:,} training and {event.val_samples:,} validation "
@@ -160,6 +172,7 @@ class RunView:
             self._add_progress(record["step"], record["train_loss"], record.get("train_accuracy"))
         elif kind == "epoch_ended":
             self.val = dict(record.get("val", {}))
+            self.epoch_end_step = record["step"]
             self._add_epoch(record["step"], self.val)
         elif kind == "hyperparameters_changed":
             self._add_tweak(record["step"], record.get("changes", {}))
@@ -198,6 +211,7 @@ class RunView:
 
     def _epoch_ended(self, event: EpochEnded) -> list[LogLine]:
         self.val = dict(event.val)
+        self.epoch_end_step = event.step
         self.elapsed_s = event.elapsed_s
         self._add_epoch(event.step, event.val)
         train = event.train
@@ -253,8 +267,9 @@ class RunView:
         self.finished = event
         self.state, self.elapsed_s, self.eta_s = event.state, event.elapsed_s, None
         self.last_checkpoint = event.checkpoint or self.last_checkpoint
+        self.epoch, self.step = self.epoch_of(event.epoch, event.step, event.state), event.step
         monitor = self.config.get("checkpoint", {}).get("monitor", "val_loss")
-        text = (f"Run {event.state} at epoch {event.last_epoch}, step {event.step:,} "
+        text = (f"Run {event.state} at epoch {self.epoch}, step {event.step:,} "
                 f"after {fmt.duration(event.elapsed_s)}")
         if event.best_epoch is not None and monitor in event.best:
             best = event.best[monitor]
