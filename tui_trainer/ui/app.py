@@ -6,8 +6,8 @@ interpreter lock with the UI; or a detached run), or a Trainer in this process (
 --in-thread). Either way its events wait in the session's
 queue; the first one after a drain posts one message here, and the app drains the batch at most a few
 times a second, redraws the charts at most once a second and samples the devices every two seconds.
-With nothing new (paused, finished) no timer runs at all. Commands go out through the session's
-controls, the same calls for both kinds.
+With nothing new (paused, finished) only the device sample runs, every few seconds. Commands go out
+through the session's controls, the same calls for both kinds.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from tui_trainer.logs import get_logger
 from tui_trainer.text import printable
 from tui_trainer.ui.heap import freeze_long_lived, thaw_long_lived
 from tui_trainer.ui.remote_session import EngineCuda, EngineProcess, RemoteSession, attach_command
-from tui_trainer.ui.run_view import LogLine
+from tui_trainer.ui.run_view import LogLine, RunView
 from tui_trainer.ui.screens.checkpoints import LoadChoice, LoadPanel, SavePanel, default_name, trust_question
 from tui_trainer.ui.screens.confirm import ConfirmModal
 from tui_trainer.ui.screens.dashboard import DashboardScreen
@@ -63,6 +63,8 @@ EXIT_GRACE_S = 30.0
 """How long leaving waits for the run to save last.pt before it gives up on the training thread."""
 CHART_CPU_SHARE = 0.01
 """The share of a core the charts may take while a run trains: their redraw interval stretches to stay under."""
+IDLE_DEVICE_INTERVAL_S = 5.0
+"""How often the device panel samples while the run it shows is paused or has ended (memory and CPU still move)."""
 SETUP_WAIT_S = 3.0
 """How long leaving waits for a run still loading its data or model (it has nothing to save yet)."""
 READY_TICK_S = 0.05
@@ -111,7 +113,7 @@ class TrainerApp(App[int]):
 
     def __init__(self, options: LaunchOptions | None = None, *, drain_interval_s: float = 0.25,
                  chart_interval_s: float = 1.0, chart_cpu_share: float | None = CHART_CPU_SHARE,
-                 device_interval_s: float = 2.0,
+                 device_interval_s: float = 2.0, idle_device_interval_s: float = IDLE_DEVICE_INTERVAL_S,
                  exit_grace_s: float = EXIT_GRACE_S) -> None:
         super().__init__()
         self.options = options or LaunchOptions()
@@ -139,6 +141,8 @@ class TrainerApp(App[int]):
         self._chart_throttle = Throttle(self, chart_interval_s, self._redraw_charts)
         self.chart_interval_s = chart_interval_s
         self.chart_cpu_share = chart_cpu_share
+        self.device_interval_s = device_interval_s
+        self.idle_device_interval_s = idle_device_interval_s
         self._device_throttle = Throttle(self, device_interval_s, self._sample_devices)
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
@@ -303,8 +307,9 @@ class TrainerApp(App[int]):
             self.dashboard.update(lines)
             if self.dashboard.charts_stale():
                 self._chart_throttle.request()
-        if view.state == "running":
-            self._device_throttle.request()
+        if view.state == "running" and self._device_throttle.interval_s != self.device_interval_s:
+            self._device_throttle.cancel()  # resumed: no waiting out the idle interval
+            self._next_device_sample(view)
 
     def _ready_when_quiet(self, session: RemoteSession, cpu_s: float | None = None, waited_s: float = 0.0) -> None:
         """Let an owned engine start training once this thread has drawn the dashboard and gone quiet (a
@@ -346,8 +351,16 @@ class TrainerApp(App[int]):
             samples = self._monitor.sample(session.view.engine_devices or None)
         except Exception as error:  # a driver hiccup must not end the app
             self.dashboard.log_lines([LogLine(f"Device figures unavailable: {one_line(error)}", "warning")])
-            return
-        self.dashboard.show_devices(samples)
+        else:
+            self.dashboard.show_devices(samples)
+        self._next_device_sample(session.view)
+
+    def _next_device_sample(self, view: RunView) -> None:
+        """Sample again for as long as a run is shown: every device_interval_s while it trains, every
+        idle_device_interval_s paused or ended (the figures still move, and a frozen one would mislead)."""
+        running = view.state == "running"
+        self._device_throttle.interval_s = self.device_interval_s if running else self.idle_device_interval_s
+        self._device_throttle.request()
 
     def _set_note(self, note: str, refresh: bool = True) -> None:
         if self.dashboard is not None:
