@@ -480,6 +480,7 @@ class TrainerApp(App[int]):
             self.pop_screen()
         if not isinstance(self.screen, SetupScreen):
             self.push_screen(self.setup_screen)  # the app opened on a detached run, straight to the dashboard
+        self.setup_screen.focus_presets()
         self.dashboard = None
         self.session = None
 

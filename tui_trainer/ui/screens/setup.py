@@ -169,6 +169,12 @@ class SetupScreen(Screen[None]):
         option_list.focus()
         self._probe_devices()
 
+    def focus_presets(self) -> None:
+        """Focus the preset list, not a field: back from a run, the keys a toast suggests (r) act as keys
+        instead of being typed into the field that had the focus before the run started."""
+        if self.is_mounted:
+            self.query_one("#preset-list", OptionList).focus()
+
     @work(thread=True, exclusive=True, group="setup-devices", exit_on_error=False)
     def _probe_devices(self) -> list[DeviceInfo]:
         # Importing torch here, after the first frame, also warms it up for the first run.
