@@ -301,6 +301,8 @@ class TrainerApp(App[int]):
                     self._ready_when_quiet(session)  # its engine waits for the dashboard to be up
             elif isinstance(event, (CheckpointSaved, CheckpointFailed)) and isinstance(self.top, SavePanel):
                 self.top.checkpoint_result(event)
+        if isinstance(self.top, TweakPanel):
+            self.top.show_step(view.step)
         if view.state in ("running", "paused"):
             session.paused_intent = view.state == "paused"
         if self.dashboard is not None:
@@ -755,8 +757,9 @@ class TrainerApp(App[int]):
         rows: list[tuple[str, str]] = []
         for binding in getattr(type(screen), "BINDINGS", []):
             if isinstance(binding, Binding) and binding.description:
-                rows.append((binding.key_display or self.get_key_display(binding),
-                             binding.tooltip or binding.description))
+                row = (binding.key_display or self.get_key_display(binding), binding.tooltip or binding.description)
+                if row not in rows:  # space: Pause and Resume are one key
+                    rows.append(row)
         rows += getattr(screen, "HELP_EXTRA", [])
         rows += self.HELP_GLOBAL
         title = "Keys: dashboard" if isinstance(screen, DashboardScreen) else "Keys: setup"

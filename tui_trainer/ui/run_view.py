@@ -33,6 +33,8 @@ ENDED_STATES = (*FINAL_STATES, "lost", "detached")
 SERIES_POINTS = 1024
 SMOOTHING = 0.6
 MAX_TWEAK_MARKS = 50
+TWEAK_DIGITS = 6
+"""Significant digits of a hyperparameter in the tweak panel and the log (0.002935 reads as typed)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class RunView:
     finished: RunFinished | None = None
     engine_devices: list[dict[str, Any]] = field(default_factory=list)
     last_checkpoint: str | None = None
+    saves: int = 0
+    """Checkpoints written so far (the status line names a new one for a few seconds)."""
     epoch_end_step: int | None = None
     """The step at which an epoch last ended (or the run started at an epoch's start): there the engine's
     epoch counter has already moved on to the next epoch."""
@@ -239,15 +243,24 @@ class RunView:
         return []
 
     def _hyperparameters(self, event: HyperparametersChanged) -> list[LogLine]:
+        changes = ", ".join(self._change_text(key, event.previous.get(key), value)
+                            for key, value in event.changes.items())
         self.hyperparameters.update(event.changes)
         self._add_tweak(event.step, event.changes)
-        changes = ", ".join(
-            f"{key} {fmt.number(event.previous.get(key))} -> {fmt.number(value)}"
-            for key, value in event.changes.items())
         return [LogLine(f"Step {event.step:,}: {changes}", "good")]
+
+    def _change_text(self, key: str, old: float | None, new: float) -> str:
+        """A change as typed (the tweak panel's digits, not the status line's). A schedule's run changes the
+        base lr, which the engine reports as the old value, while the status line showed this step's lr."""
+        text = f"{key} {fmt.number(old, TWEAK_DIGITS)} -> {fmt.number(new, TWEAK_DIGITS)}"
+        now = self.hyperparameters.get(key)
+        if key == "lr" and old is not None and now is not None and not math.isclose(old, now, rel_tol=1e-6):
+            return f"base {text} (the schedule had this step's lr at {fmt.number(now, TWEAK_DIGITS)})"
+        return text
 
     def _checkpoint_saved(self, event: CheckpointSaved) -> list[LogLine]:
         self.last_checkpoint = event.path
+        self.saves += 1
         if event.reason in ("epoch", "best"):
             return []  # periodic saves show in the status line; one log line per epoch is enough
         return [LogLine(f"Saved {event.reason} checkpoint {event.path} ({fmt.size(event.size_bytes)})", "good")]

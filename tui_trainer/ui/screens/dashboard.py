@@ -22,7 +22,9 @@ from tui_trainer.ui.widgets.status import FaultBanner, StatusBar
 
 class DashboardScreen(Screen[None]):
     BINDINGS = [
-        Binding("space", "app.toggle_pause", "Pause", tooltip="Pause or resume training (no CPU while paused)"),
+        # One key, two names: the footer says what space does now (check_action shows one of them).
+        Binding("space", "pause", "Pause", tooltip="Pause or resume training (no CPU while paused)"),
+        Binding("space", "resume", "Resume", tooltip="Pause or resume training (no CPU while paused)"),
         Binding("s", "app.save", "Save", tooltip="Save a checkpoint (at the next step boundary)"),
         Binding("l", "app.load", "Load", tooltip="Load a checkpoint; this run is saved and stopped first"),
         Binding("e", "app.tweak", "Tweak", tooltip="Change learning rate, weight decay, momentum live"),
@@ -43,6 +45,8 @@ class DashboardScreen(Screen[None]):
         super().__init__(id="dashboard")
         self.view: RunView | None = None
         self.note = ""
+        self._shown_paused = False
+        """Whether the footer's space says Resume."""
         # Held here, not queried: the app may update the screen while it is being taken down.
         self.status = StatusBar(id="status")
         self.fault = FaultBanner(id="fault")
@@ -84,6 +88,24 @@ class DashboardScreen(Screen[None]):
         self.log_view.add(lines)
         self.status.show(self.view, self.note)
         self.fault.show(self.view.fault if self.view.state == "paused" else None)
+        if self.paused != self._shown_paused:
+            self._shown_paused = self.paused
+            self.refresh_bindings()
+
+    @property
+    def paused(self) -> bool:
+        return self.view is not None and self.view.state == "paused"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("pause", "resume"):
+            return (action == "resume") == self.paused
+        return True
+
+    def action_pause(self) -> None:
+        self.app.action_toggle_pause()
+
+    def action_resume(self) -> None:
+        self.app.action_toggle_pause()
 
     def log_lines(self, lines: list[LogLine]) -> None:
         if self.is_attached:

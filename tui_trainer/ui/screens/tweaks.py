@@ -18,6 +18,7 @@ from tui_trainer.catalog.optimizers import LIVE_TUNABLE, OPTIMIZERS
 from tui_trainer.engine.controls import allowed_values, hyperparameter_problem
 from tui_trainer.text import literal
 from tui_trainer.ui import format as fmt
+from tui_trainer.ui.run_view import TWEAK_DIGITS
 
 LABELS = {"lr": "Learning rate", "weight_decay": "Weight decay", "momentum": "Momentum"}
 
@@ -52,12 +53,12 @@ class TweakPanel(ModalScreen[dict[str, float] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="panel tweak-panel"):
-            yield Label(f"Live tweaks: {self.optimizer}, now at step {self.step:,}", classes="panel-title")
+            yield Label(literal(self._title()), id="tweak-title", classes="panel-title")
             for name in self.names:
                 with Horizontal(classes="panel-field"):
                     yield Label(LABELS[name], classes="field-label")
                     value = self.current.get(name)
-                    yield Input(fmt.number(value, 6) if value is not None else "", id=f"tweak-{name}",
+                    yield Input(fmt.number(value, TWEAK_DIGITS) if value is not None else "", id=f"tweak-{name}",
                                 compact=True)
                 yield Static("", id=f"tweak-{name}-error", classes="field-error")
             yield Static("Applied at the next step boundary; logged, written to metrics.jsonl and marked "
@@ -68,6 +69,15 @@ class TweakPanel(ModalScreen[dict[str, float] | None]):
 
     def on_mount(self) -> None:
         self.query_one(f"#tweak-{self.names[0]}", Input).focus()
+
+    def _title(self) -> str:
+        return f"Live tweaks: {self.optimizer}, now at step {self.step:,}"
+
+    def show_step(self, step: int) -> None:
+        """The run went on while the panel is open: name the step the status line names."""
+        if step != self.step and self.is_mounted:
+            self.step = step
+            self.query_one("#tweak-title", Label).update(literal(self._title()))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._check()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import Static
@@ -24,6 +26,8 @@ STATE_LABELS = {
     "detached": "Detached",
 }
 STATE_CLASSES = tuple(f"-{state}" for state in STATE_LABELS)
+SAVED_SHOWN_S = 5.0
+"""How long the status line names a checkpoint just written (the log keeps what matters)."""
 
 
 class StatusBar(Widget):
@@ -36,9 +40,15 @@ class StatusBar(Widget):
         self.view: RunView | None = None
         self.note = ""
         """A line of the app's own (\"loading data and model\", \"saving last.pt\")."""
+        self.saves_seen = 0
+        self.saved_until = float("-inf")
+        """Until when (time.monotonic()) the line names the last checkpoint written."""
 
     def show(self, view: RunView, note: str = "") -> None:
         self.view, self.note = view, note
+        if view.saves != self.saves_seen:
+            self.saves_seen, self.saved_until = view.saves, time.monotonic() + SAVED_SHOWN_S
+            self.set_timer(SAVED_SHOWN_S, self.refresh)  # fades even when nothing else redraws (paused)
         state_class = f"-{view.state}"
         if not self.has_class(state_class):
             self.remove_class(*STATE_CLASSES)
@@ -84,8 +94,7 @@ class StatusBar(Widget):
         return Text("\n").join(lines)
 
 
-    @staticmethod
-    def _metrics(view: RunView, label_style: object, width: int) -> Text:
+    def _metrics(self, view: RunView, label_style: object, width: int) -> Text:
         line = Text.assemble(("train loss ", label_style), fmt.number(view.train_loss))
         if view.train_accuracy is not None:
             line.append_text(Text.assemble((" acc ", label_style), fmt.percent(view.train_accuracy)))
@@ -96,7 +105,7 @@ class StatusBar(Widget):
                 line.append_text(Text.assemble((" acc ", label_style), fmt.percent(metric)))
             else:
                 line.append_text(Text.assemble((" R² ", label_style), fmt.number(metric, 3)))
-        if view.last_checkpoint:
+        if view.last_checkpoint and time.monotonic() < self.saved_until:
             saved = Text.assemble(("  saved ", label_style), printable(view.last_checkpoint.rsplit("/", 1)[-1]))
             if line.cell_len + saved.cell_len <= width:
                 line.append_text(saved)
