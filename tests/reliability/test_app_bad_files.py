@@ -229,3 +229,28 @@ async def test_the_load_panel_checks_what_a_resume_uses_before_stopping_the_run(
         await choose_row(app, pilot, path)
         await wait_for(pilot, lambda: f"Cannot load: {path}" in panel_status(panel), "the refusal")
         assert app.screen is panel and app.session is session and session.active and not session.stop_requested
+
+
+@pytest.mark.parametrize("damage", ["model-shape", "optimizer-groups"])
+async def test_the_load_panel_checks_the_file_fits_its_model_before_stopping_the_run(folder, good, damage):
+    import torch
+
+    payload = torch.load(good, weights_only=True)
+    if damage == "model-shape":
+        key = next(iter(payload["model"]))
+        payload["model"][key] = torch.zeros(7, 7)
+    else:
+        payload["optimizer"]["param_groups"].append(dict(payload["optimizer"]["param_groups"][0]))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{damage}.pt"
+    torch.save(payload, path)
+    app = make_app(folder)
+    async with driving(app) as pilot:
+        await start_training(app, pilot)
+        session = app.session
+        press(app, "l")
+        await wait_for(pilot, lambda: showing(app, LoadPanel) and str(path) in app.screen.infos, "the listing")
+        panel = app.screen
+        await choose_row(app, pilot, path)
+        await wait_for(pilot, lambda: "does not fit" in panel_status(panel), "the refusal")
+        assert app.screen is panel and app.session is session and session.active and not session.stop_requested

@@ -7,6 +7,7 @@ checkpoints of a folder, newest first; a file that cannot be loaded says why in 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,6 +156,8 @@ class LoadChoice:
     config: RunConfig
     imports: tuple[tuple[str, str], ...] = ()
     """(field, "module:factory") of code its stored config imports; chosen only once the user trusts it."""
+    fit_checked: bool = False
+    """Its weights and optimizer state were found to fit the model its config builds (after trust, if any)."""
 
 
 def check_loadable(path: str) -> LoadChoice:
@@ -167,7 +170,21 @@ def check_loadable(path: str) -> LoadChoice:
     check_resumable(path, payload)
     config = config_from_dict(payload["config"], source=path)
     check_environment(config, source=path)
-    return LoadChoice(path, config, tuple(import_targets(config)))
+    imports = tuple(import_targets(config))
+    if not imports:  # a model of the user's code is built only once they trust it: see check_fit
+        check_fit(path, config, payload)
+    return LoadChoice(path, config, imports, fit_checked=not imports)
+
+
+def check_fit(path: str, config: RunConfig, payload: dict | None = None) -> None:
+    """Raise CheckpointError when the file's weights or optimizer state do not fit the model and optimizer its
+    config builds (a resume would fail after the current run had been stopped for it)."""
+    from tui_trainer.engine.checkpoints import CheckpointError, load_checkpoint
+    from tui_trainer.engine.fit_check import fit_problem
+
+    problem = fit_problem(config, payload if payload is not None else load_checkpoint(path, mmap=True))
+    if problem:
+        raise CheckpointError(path, f"does not fit the run its config builds: {problem}")
 
 
 def trust_question(path: str, imports: tuple[tuple[str, str], ...]) -> str:
@@ -231,6 +248,11 @@ class LoadPanel(ModalScreen[LoadChoice | None]):
     def _check(self, path: str) -> LoadChoice:
         return check_loadable(path)
 
+    @work(thread=True, exclusive=True, group="load-check", exit_on_error=False)
+    def _check_trusted(self, choice: LoadChoice) -> LoadChoice:
+        check_fit(choice.path, choice.config)
+        return dataclasses.replace(choice, fit_checked=True)
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
         if worker.group == "load-list":
@@ -248,13 +270,14 @@ class LoadPanel(ModalScreen[LoadChoice | None]):
                 self._status(f"Cannot load: {text}", error=True)
 
     def _chosen(self, choice: LoadChoice) -> None:
-        if not choice.imports:
+        if not choice.imports or choice.fit_checked:
             self.dismiss(choice)
             return
 
         def answered(trusted: bool | None) -> None:
             if trusted:
-                self.dismiss(choice)
+                self._status(f"Checking {choice.path} ...")
+                self._check_trusted(choice)
             else:
                 self._status(f"Not loaded: {Path(choice.path).name} runs code you did not trust.", error=True)
 
