@@ -20,6 +20,7 @@ from tui_trainer.catalog.losses import LOSSES, losses_for
 from tui_trainer.catalog.models import MODELS
 from tui_trainer.catalog.optimizers import OPTIMIZERS
 from tui_trainer.catalog.options import CatalogError, Options, unknown_name
+from tui_trainer.errors import UserError
 from tui_trainer.text import printable
 from tui_trainer.yaml_io import UnreadableFile, YamlRefused, dump_yaml, load_yaml, parse_scalar, read_regular_file
 
@@ -33,7 +34,7 @@ DEVICE_PATTERN = r"^(auto|cpu|mps|cuda|cuda:\d{1,3})$"
 MAX_PRESET_BYTES = 1_000_000
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A preset or override that cannot be used. str() is one line naming source, field, given and allowed."""
 
     def __init__(self, source: str, path: str, message: str) -> None:

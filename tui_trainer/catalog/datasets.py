@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from tui_trainer.catalog.options import NoOptions, Options
+from tui_trainer.errors import UserError
 
 if TYPE_CHECKING:
     import torch
@@ -47,7 +48,7 @@ class DataBundle:
         return len(self.val[0]) if self.in_memory else len(self.val)  # type: ignore[arg-type,index]
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """The data could not be had: a missing extra, a failed download, unreadable files."""
 
 

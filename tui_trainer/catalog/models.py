@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from tui_trainer.catalog.options import NoOptions, Options
+from tui_trainer.errors import UserError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -127,7 +128,7 @@ def _cnn(options: CNNOptions, input_shape: tuple[int, ...], num_outputs: int) ->
     return nn.Sequential(*layers)
 
 
-class ImportedModelError(Exception):
+class ImportedModelError(UserError):
     """A user's `import:` model could not be imported or built."""
 
 

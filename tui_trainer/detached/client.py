@@ -23,14 +23,17 @@ from tui_trainer.engine.controls import Command
 from tui_trainer.engine.events import EVENT_TYPES, Event, RunStarted, StateChanged, Warning
 from tui_trainer.engine.metrics import read_metrics
 from tui_trainer.engine.runinfo import RunInfo, effective_state
+from tui_trainer.errors import EXIT_FAILED, UserError
 from tui_trainer.text import printable
 
 MAX_SHOWN_ERROR_CHARS = 500
 _EVENTS: dict[str, TypeAdapter[Any]] = {kind: TypeAdapter(cls) for kind, cls in EVENT_TYPES.items()}
 
 
-class RunUnavailable(Exception):
+class RunUnavailable(UserError):
     """The run has no live control socket (finished, stopped, lost, or never detached)."""
+
+    exit_code = EXIT_FAILED
 
 
 class Hello(BaseModel):

@@ -30,6 +30,7 @@ from typing import Annotated, Any, BinaryIO, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from tui_trainer.errors import UserError
 from tui_trainer.text import printable
 
 FORMAT = "tui-trainer-checkpoint"
@@ -45,7 +46,7 @@ MAX_PICKLE_BYTES = 64 << 20
 whole metric history, is a few MB. Tensors are stored beside it, uncompressed, and mapped when listing."""
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint that cannot be written or read. str() is one line naming the file."""
 
     def __init__(self, path: str | Path, message: str) -> None:

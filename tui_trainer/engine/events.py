@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-RUN_STATES = ("starting", "running", "paused", "stopping", "finished", "stopped", "failed")
-FINAL_STATES = ("finished", "stopped", "failed")
+from tui_trainer.engine.states import ENGINE_STATES as RUN_STATES  # noqa: F401  (one definition: engine.states)
+from tui_trainer.engine.states import FINAL_STATES as FINAL_STATES
 
 
 @dataclass(frozen=True)

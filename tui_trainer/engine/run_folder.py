@@ -31,6 +31,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tui_trainer.config import ConfigError, RunConfig
+from tui_trainer.engine.states import ENDED_STATES
 
 RECORD_FILE = ".tui-trainer-run"
 RECORD_FORMAT = "tui-trainer-run-folder"
@@ -51,7 +52,6 @@ for the run's life (the engine, its child, trains in it without taking the lock 
 EPOCH_FILE = re.compile(r"epoch-\d{4,}\.pt")
 INNER_FILES = ("metrics.jsonl", "config.yaml", "run.json", "last.pt", "best.pt", "engine.log", "control.sock")
 """Files a run opens by name in its folder: continuing in a folder where one is a symbolic link is refused."""
-ENDED_STATES = ("finished", "stopped", "failed", "lost")
 
 
 class RunFolderError(ConfigError):

@@ -22,8 +22,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tui_trainer.engine.events import (
-    FINAL_STATES,
-    RUN_STATES,
     CheckpointSaved,
     EpochEnded,
     Event,
@@ -31,10 +29,10 @@ from tui_trainer.engine.events import (
     RunStarted,
     StateChanged,
 )
+from tui_trainer.engine.states import FINAL_STATES, LIVE_STATES, RECORD_STATES
 
 RUN_FILE = "run.json"
 SOCKET_FILE = "control.sock"
-LIVE_STATES = ("starting", "running", "paused", "stopping")
 
 
 @dataclass
@@ -72,7 +70,7 @@ class RunInfo:
 
 RUN_FILE_MAX_BYTES = 1 << 20
 """A run.json is a few hundred bytes; a bigger one is not read (a planted or damaged file)."""
-STATES = (*RUN_STATES, "lost")
+STATES = RECORD_STATES
 UNREADABLE = "unreadable"
 """The state `runs` shows for a run.json that cannot be read or does not fit the schema."""
 
