@@ -12,7 +12,6 @@ import pytest
 
 from tests.cli_helpers import ROOT, cli_env, run_cli, start_cli
 from tui_trainer.engine.checkpoints import load_checkpoint
-from tui_trainer.headless import format_duration
 
 
 def json_events(stdout: str) -> list[dict]:
@@ -173,13 +172,6 @@ def test_rich_progress_on_a_terminal(tmp_path):
     assert process.returncode == 0, text
     assert "epoch 3/3" in text and "finished: 3 epoch(s)" in text
     assert "Traceback" not in text
-
-
-def test_format_duration():
-    assert format_duration(None) == "?"
-    assert format_duration(65) == "1m05s"
-    assert format_duration(0.07) == "0.07s" and format_duration(4.25) == "4.2s" and format_duration(10) == "0m10s"
-    assert format_duration(3725) == "1h02m05s"
 
 
 def test_module_entry_point_matches_console_script(tmp_path):

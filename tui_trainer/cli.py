@@ -13,8 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from tui_trainer import __version__
+from tui_trainer.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UserError, report
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "main"]
 COMMANDS = ("presets", "checkpoints", "runs", "attach", "stop")
 
 # Flag -> the preset field it sets.
@@ -123,10 +124,7 @@ class _OneLineErrors(argparse.ArgumentParser):
 
 
 def _fail(message: str) -> int:
-    from tui_trainer.text import printable
-
-    print(f"tui-trainer: error: {printable(message)}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+    return report(message, EXIT_BAD_INPUT)
 
 
 def _launch_options(args: argparse.Namespace):
@@ -189,12 +187,10 @@ def _main(argv: Sequence[str] | None) -> int:
         return run_app(LaunchOptions(attach=target))
 
     args = _run_parser().parse_args(argv)
-    from tui_trainer.config import ConfigError
-
     try:
         options = _launch_options(args)
-    except ConfigError as error:
-        return _fail(str(error))
+    except UserError as error:
+        return report(error)
     if args.json and not args.headless:
         return _fail("--json goes with --headless")
     if args.processes < 1 or args.processes > 1024:

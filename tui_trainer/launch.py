@@ -1,17 +1,18 @@
-"""What the command line asks for, shared by the headless runner and the app.
-
-Building the RunConfig from these options happens here too, so both faces read presets, overrides and
-resumed checkpoints the same way.
+"""What the command line (or the app) asks for: what to train (a RunRequest), how to host it (a Hosting), and
+what the app does on start-up. The flags stay as the command line spells them; `request` and `hosting()` are
+what the rest of the program reads.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tui_trainer import presets
-from tui_trainer.config import ConfigError, RunConfig, apply_overrides, config_from_dict, require_trusted
+from tui_trainer.config import ConfigError, RunConfig
+from tui_trainer.runs.hosting import Hosting
+from tui_trainer.runs.request import RunRequest
 
 
 @dataclass
@@ -29,9 +30,9 @@ class LaunchOptions:
     """The app starts training at once instead of waiting on the setup screen."""
     json: bool = False
     detach: bool = False
-    """Train in a background process that outlives the terminal (see tui_trainer.detached)."""
+    """Train in a background process that outlives the terminal: nobody ends it (see runs.hosting)."""
     start_paused: bool = False
-    """A detached run waits paused before its first step (the app's loads and resumes)."""
+    """A run in another process waits paused before its first step (the app's loads and resumes)."""
     processes: int = 1
     """Detached runs: data-parallel processes under torchrun (more than 1 needs --detach)."""
     attach: str | None = None
@@ -47,38 +48,31 @@ class LaunchOptions:
     trusted_imports: list[str] = field(default_factory=list)
     """Import targets of the resumed checkpoint that the user confirmed in the app (exactly these may run)."""
 
+    @property
+    def request(self) -> RunRequest:
+        """What to train."""
+        return RunRequest(preset=self.preset, presets_dir=self.presets_dir, overrides=dict(self.overrides),
+                          override_sources=dict(self.override_sources), resume=self.resume,
+                          trust_code=self.trust_code, trusted_imports=tuple(self.trusted_imports))
 
-def resolve_config(options: LaunchOptions) -> tuple[RunConfig, Path | None]:
-    """The run's config and where it came from (the preset file; None for a resumed checkpoint).
-
-    Resuming takes the checkpoint's own config, with the command line's overrides on top. A checkpoint is data:
-    code its config names is imported only when the user trusts it (UntrustedCode otherwise).
-    Raises ConfigError (or CheckpointError) with a one-line message.
-    """
-    if options.resume:
-        from tui_trainer.engine.checkpoints import load_checkpoint
-
-        raw, path = load_checkpoint(options.resume, mmap=True)["config"], None
-        source = str(options.resume)
-    else:
-        path, raw = presets.load(options.preset or presets.DEFAULT_PRESET, options.presets_dir)
-        source = str(path)
-    try:
-        raw = apply_overrides(raw, options.overrides, source=source) if options.overrides else raw
-        config = config_from_dict(raw, source=source)
-    except ConfigError as error:
-        raise _blame_flag(error, options) from None
-    if options.resume:
-        require_trusted(config, source, options.trust_code, options.trusted_imports, set(options.overrides))
-    return config, path
+    def hosting(self, *, headless: bool = False) -> Hosting:
+        """How a run started with these options is hosted: detached (--detach, or torchrun's processes), the
+        app's own engine process (owned), the foreground of the shell (headless), or the app's thread."""
+        if self.detach or self.processes > 1:
+            return Hosting.detached(self.processes)
+        if self.owned:
+            return Hosting.engine_of_app(self.owner_pid)
+        if headless:
+            return Hosting.shell()
+        if self.in_thread:
+            return Hosting.in_thread()
+        return Hosting.engine_of_app(self.owner_pid or os.getpid())
 
 
-def _blame_flag(error: ConfigError, options: LaunchOptions) -> ConfigError:
-    """An error in a field that a flag set names that flag, not the preset file."""
-    for key, flag in options.override_sources.items():
-        if error.path == key or error.path.startswith(key + "."):
-            return ConfigError(flag, error.path, error.message)
-    return error
+def resolve_config(options: LaunchOptions | RunRequest) -> tuple[RunConfig, Path | None]:
+    """The run's config and where it came from: RunRequest.resolve() of what the options ask to train."""
+    request = options.request if isinstance(options, LaunchOptions) else options
+    return request.resolve()
 
 
-__all__ = ["ConfigError", "LaunchOptions", "resolve_config"]
+__all__ = ["ConfigError", "LaunchOptions", "RunRequest", "resolve_config"]

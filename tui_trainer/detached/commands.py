@@ -3,45 +3,47 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import stat
-import sys
 import time
 from pathlib import Path
 
 from tui_trainer.engine.run_folder import RECORD_FILE
-from tui_trainer.engine.runinfo import LIVE_STATES, RunInfo, find_run, owned_by_us
+from tui_trainer.engine.runinfo import RunInfo, find_run, owned_by_us
+from tui_trainer.engine.states import LIVE_STATES
+from tui_trainer.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UserError, report
 from tui_trainer.launch import LaunchOptions
 from tui_trainer.text import printable
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 STOP_TIMEOUT_S = 300.0
 
 
 def _error(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"tui-trainer: error: {message}", file=sys.stderr)
-    return code
+    return report(message, code)
 
 
 def start_detached(options: LaunchOptions) -> int:
-    from tui_trainer.catalog.datasets import DatasetError
-    from tui_trainer.config import ConfigError
-    from tui_trainer.detached.launcher import DetachError, launch_detached
-    from tui_trainer.engine.checkpoints import CheckpointError
+    from tui_trainer.detached.launcher import launch_detached
 
     try:
         info = launch_detached(options, pause_on_fault=False)
-    except (ConfigError, CheckpointError, DatasetError) as error:
-        return _error(str(error))
-    except DetachError as error:
-        return _error(str(error), EXIT_FAILED)
-    folder = Path(info.run_dir).parent
-    where = "" if folder == Path("checkpoints") or folder.resolve() == Path("checkpoints").resolve() \
-        else f" --checkpoint-dir {folder}"
+    except UserError as error:
+        return report(error)
     print(f"started run {printable(info.run_id)} in the background (pid {info.pid})")
-    print(f"  watch and steer: tui-trainer attach {printable(info.run_id)}{where}")
-    print(f"  stop it:         tui-trainer stop {printable(info.run_id)}{where}")
+    print(f"  watch and steer: {printable(run_command('attach', info.run_dir))}")
+    print(f"  stop it:         {printable(run_command('stop', info.run_dir))}")
     return EXIT_OK
+
+
+def run_command(verb: str, run_dir: str | Path) -> str:
+    """The shell command that attaches to (or stops) the run in run_dir, quoted for a shell; the default
+    checkpoint folder goes unsaid."""
+    path = Path(run_dir)
+    folder, default = path.parent, Path("checkpoints")
+    same = folder == default or folder.resolve() == default.resolve()
+    where = "" if same else f" --checkpoint-dir {shlex.quote(str(folder))}"
+    return f"tui-trainer {verb} {shlex.quote(path.name)}{where}"
 
 
 def _find(folder: str, run: str | None) -> RunInfo | int:
@@ -115,8 +117,12 @@ def engine_problem(info: RunInfo) -> str:
         return f"process {info.pid} is not a tui-trainer process ({printable(' '.join(cmdline)[:120])})"
     if not info.process_started_at or abs(started - info.process_started_at) >= 2.0:
         return f"process {info.pid} is not the one that started the run (the number was reused)"
-    record = os.path.realpath(Path(info.run_dir) / RECORD_FILE)
-    if record not in held:
+    record = Path(info.run_dir) / RECORD_FILE
+    try:  # the folder and its record themselves, not links to another run's (whose engine does hold it)
+        real = stat.S_ISDIR(os.lstat(info.run_dir).st_mode) and stat.S_ISREG(os.lstat(record).st_mode)
+    except OSError:
+        real = False
+    if not real or os.path.realpath(record) not in held:
         return f"process {info.pid} does not hold the run folder {printable(info.run_dir)}"
     return ""
 

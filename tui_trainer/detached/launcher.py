@@ -1,35 +1,72 @@
-"""Starting a detached run, and the two processes it consists of.
+"""Starting a run in processes of its own, and the two processes it consists of.
 
 `launch_detached` starts a supervisor in a new session (so it survives SIGHUP and the app's exit). The
-supervisor starts the engine and waits for it: if the engine dies without saying it finished (SIGKILL,
-a crash), the supervisor marks the run lost in run.json with the exit status and removes its socket.
+supervisor starts the engine (or torchrun's ranks) and waits for it: if the engine dies without saying it
+finished (SIGKILL, a crash), the supervisor marks the run lost in run.json with the exit status and removes its
+socket. The engine hosts the run like any other (tui_trainer.runs.host).
+
+A run that never starts leaves nothing behind: its engine writes no run.json for it, says why on the last lines
+of its log (one line for people, one the launcher reads back as the same error, so the app marks the same field
+a run in its own thread would), and the launcher removes the folder it made for it.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tui_trainer.engine.events import FINAL_STATES
 from tui_trainer.engine.runinfo import SOCKET_FILE, RunInfo, process_alive, read_run_info, write_run_info
+from tui_trainer.engine.states import ENDED_STATES, FINAL_STATES
+from tui_trainer.errors import EXIT_FAILED, RunNotStarted, UserError
 from tui_trainer.launch import LaunchOptions
+from tui_trainer.runs.hosting import Hosting
+from tui_trainer.runs.request import RunRequest
+from tui_trainer.text import printable
 
 ENGINE_LOG = "engine.log"
-OPTIONS_FILE = "launch.json"
-"""What the engine was asked to run (LaunchOptions as JSON), readable by the user alone."""
+LAUNCH_FILE = "launch.json"
+"""What the engine was asked to run (a Launch as JSON), readable by the user alone."""
+OPTIONS_FILE = LAUNCH_FILE
 READY_TIMEOUT_S = 180.0
+START_ERROR_MARK = "tui-trainer: start-error: "
+"""The log line that carries a setup error back to the launcher (JSON after the mark)."""
+LOG_TAIL_BYTES = 64 * 1024
+UNSTARTED_WAIT_S = 10.0
+"""How long the launcher waits for the processes of a run that did not start to end, before it removes the
+folder it made for it."""
 
 
-class DetachError(Exception):
-    """The detached run did not start; the message is the engine's own one-line reason."""
+class DetachError(RunNotStarted):
+    """The run in its own process did not start; the message is the engine's own one-line reason."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything an engine process is told: what to train, how it is hosted, how it begins."""
+
+    request: RunRequest
+    hosting: Hosting
+    start_paused: bool = False
+    pause_on_fault: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"request": self.request.to_dict(), "hosting": self.hosting.to_dict(),
+                "start_paused": self.start_paused, "pause_on_fault": self.pause_on_fault}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Launch:
+        return cls(RunRequest.from_dict(data["request"]), Hosting.from_dict(data["hosting"]),
+                   bool(data.get("start_paused")), bool(data.get("pause_on_fault")))
 
 
 def _python(module: str) -> list[str]:
@@ -42,46 +79,84 @@ def _python(module: str) -> list[str]:
 ENGINE_ENV = {"PYTHONSAFEPATH": "1"}
 
 
-def _supervisor_command(run_dir: Path, options: LaunchOptions, pause_on_fault: bool) -> list[str]:
-    """The supervisor's command line. The options (the whole config, paths, overrides) go in a file only the
-    user can read, not on the command line, which every user of the machine sees in `ps`."""
-    options_file = run_dir / OPTIONS_FILE
-    descriptor = os.open(options_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+def _write_launch_file(run_dir: Path, launch: Launch) -> Path:
+    """The launch (the whole config, paths, overrides) goes in a file only the user can read, not on the command
+    line, which every user of the machine sees in `ps`."""
+    path = run_dir / LAUNCH_FILE
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
         os.fchmod(file.fileno(), 0o600)
-        json.dump(dataclasses.asdict(options), file)
-    command = [*_python("tui_trainer.detached.launcher"), "supervise", "--run-dir", str(run_dir),
-               "--options-file", str(options_file)]
-    return command + (["--pause-on-fault"] if pause_on_fault else [])
+        json.dump(launch.to_dict(), file)
+    return path
 
 
-def read_options(path: Path) -> LaunchOptions:
+def _supervisor_command(run_dir: Path, launch_file: Path) -> list[str]:
+    return [*_python("tui_trainer.detached.launcher"), "supervise", "--run-dir", str(run_dir),
+            "--launch-file", str(launch_file)]
+
+
+def read_launch(path: Path) -> Launch:
     with path.open(encoding="utf-8") as file:
-        return LaunchOptions(**json.load(file))
+        return Launch.from_dict(json.load(file))
 
 
 def launch_detached(options: LaunchOptions, pause_on_fault: bool = True,
                     timeout_s: float = READY_TIMEOUT_S) -> RunInfo:
-    """Validate, start the run in the background, and return once it trains (or say why it could not).
-    Bad input raises ConfigError/CheckpointError here, before any process starts."""
-    from tui_trainer.engine.run_folder import claim_run_folder
-    from tui_trainer.launch import resolve_config
+    """Start the run the options ask for in processes of its own: owned by this app (options.owned), else
+    detached; return once it trains (an owned one: once it is set up and waits for its app)."""
+    hosting = Hosting.engine_of_app(options.owner_pid) if options.owned else Hosting.detached(options.processes)
+    launch = Launch(options.request, hosting, start_paused=options.start_paused, pause_on_fault=pause_on_fault)
+    return start_engine(launch, timeout_s)
 
-    config, _ = resolve_config(options)
-    folder = claim_run_folder(config, options.resume)  # made (or locked) for this run alone
-    run_dir = folder.path
-    launched_at = time.time()
-    log_descriptor = os.open(run_dir / ENGINE_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
-    with folder, os.fdopen(log_descriptor, "ab") as log:
-        # The supervisor inherits the folder's lock and holds it for the run's life.
-        supervisor = subprocess.Popen(
-            _supervisor_command(run_dir, options, pause_on_fault), stdin=subprocess.DEVNULL,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-            env={**os.environ, **ENGINE_ENV, **folder.child_env()}, pass_fds=folder.child_fds(),
-        )
-    # An owned engine waits for its app before the first step: set up (run.json says starting) is ready.
-    ready = ("starting", "running", "paused") if options.owned else ("running", "paused")
-    return wait_until_ready(run_dir, supervisor, timeout_s, since=launched_at, ready_states=ready)
+
+def start_engine(launch: Launch, timeout_s: float = READY_TIMEOUT_S) -> RunInfo:
+    """Validate and check what this machine can before anything is made (ConfigError, CheckpointError ...
+    raised here), then make the run folder and start the supervisor. A run that does not start raises the
+    engine's own error (a ConfigError naming its field, say) or DetachError, and leaves no folder it made."""
+    from tui_trainer.engine.run_folder import claim_run_folder
+    from tui_trainer.preflight import check_run
+
+    config, _ = launch.request.resolve()
+    check_run(config, probe_devices=False)  # torch is the engine's to import, unless this process has it already
+    with claim_run_folder(config, launch.request.resume) as folder:  # made (or locked) for this run alone
+        run_dir = folder.path
+        launched_at = time.time()
+        made_log = not os.path.lexists(run_dir / ENGINE_LOG)
+        log_descriptor = os.open(run_dir / ENGINE_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
+                                 0o600)
+        with os.fdopen(log_descriptor, "ab") as log:
+            # The supervisor inherits the folder's lock and holds it for the run's life.
+            supervisor = subprocess.Popen(
+                _supervisor_command(run_dir, _write_launch_file(run_dir, launch)), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                env={**os.environ, **ENGINE_ENV, **folder.child_env()}, pass_fds=folder.child_fds(),
+            )
+        # An owned engine waits for its app before the first step: set up (run.json says starting) is ready.
+        ready = ("starting", "running", "paused") if launch.hosting.owned else ("running", "paused")
+        try:
+            return wait_until_ready(run_dir, supervisor, timeout_s, since=launched_at, ready_states=ready)
+        except UserError:
+            if _never_started(run_dir, launched_at):
+                _remove_unstarted(run_dir, supervisor, made_log=made_log and folder.created)
+            raise
+
+
+def _never_started(run_dir: Path, since: float) -> bool:
+    info = read_run_info(run_dir)
+    return info is None or info.updated_at < since
+
+
+def _remove_unstarted(run_dir: Path, supervisor: subprocess.Popen, made_log: bool) -> None:
+    """Remove what this launch wrote for a run that never started, once its processes have ended (the folder
+    itself goes when the launcher lets go of it, if nothing else is left in it: see RunFolder.release)."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        supervisor.wait(timeout=UNSTARTED_WAIT_S)
+    if supervisor.poll() is None:
+        return  # still starting after all: leave it its files
+    for name, ours in ((LAUNCH_FILE, True), (ENGINE_LOG, made_log)):
+        if ours:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(run_dir / name)  # unlink never follows a link
 
 
 def wait_until_ready(run_dir: Path, supervisor: subprocess.Popen, timeout_s: float, since: float = 0.0,
@@ -95,23 +170,67 @@ def wait_until_ready(run_dir: Path, supervisor: subprocess.Popen, timeout_s: flo
             info = None
         if info is not None and info.state in ready_states and (run_dir / SOCKET_FILE).exists():
             return info
-        if info is not None and info.state in (*FINAL_STATES, "lost"):
+        if info is not None and info.state in ENDED_STATES:
             raise DetachError(f"run {run_dir.name} ended at once ({info.state}): {info.reason or _last_line(run_dir)}")
         if supervisor.poll() is not None:
-            raise DetachError(_last_line(run_dir) or f"the engine exited with status {supervisor.returncode}")
+            raise start_error(run_dir) or DetachError(
+                _last_line(run_dir) or f"the engine exited with status {supervisor.returncode}")
         time.sleep(0.1)
     raise DetachError(f"run {run_dir.name} did not start within {timeout_s:.0f} s; see {run_dir / ENGINE_LOG}")
 
 
-def _last_line(run_dir: Path, tail_bytes: int = 64 * 1024) -> str:
-    """The engine log's last line (its one-line reason), read from the log's tail only."""
+def _log_tail(run_dir: Path) -> list[str]:
+    """The engine log's last lines, read from its tail only."""
     try:
         with (run_dir / ENGINE_LOG).open("rb") as log:
-            log.seek(max(0, log.seek(0, os.SEEK_END) - tail_bytes))
-            lines = log.read(tail_bytes).decode(errors="replace").strip().splitlines()
+            log.seek(max(0, log.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
+            return log.read(LOG_TAIL_BYTES).decode(errors="replace").strip().splitlines()
     except OSError:
-        return ""
+        return []
+
+
+def _last_line(run_dir: Path) -> str:
+    """The engine log's last line (its one-line reason)."""
+    lines = [line for line in _log_tail(run_dir) if not line.startswith(START_ERROR_MARK)]
     return lines[-1].removeprefix("tui-trainer: error: ") if lines else ""
+
+
+def report_start_error(error: UserError) -> None:
+    """The engine's side: why the run did not start, for the launcher (a JSON line) and for people reading the
+    log (the one-line message, last)."""
+    record: dict[str, Any] = {"kind": "other", "message": str(error), "exit_code": error.exit_code}
+    from tui_trainer.catalog.datasets import DatasetError
+    from tui_trainer.config import ConfigError
+
+    if isinstance(error, ConfigError):
+        record.update(kind="config", source=error.source, path=error.path, message=error.message)
+    elif isinstance(error, DatasetError):
+        record["kind"] = "dataset"
+    print(START_ERROR_MARK + json.dumps(record), file=sys.stderr, flush=True)
+    print(f"tui-trainer: error: {printable(error)}", file=sys.stderr, flush=True)
+
+
+def start_error(run_dir: Path) -> UserError | None:
+    """The setup error the engine reported (report_start_error), as the same kind of error; None without one."""
+    from tui_trainer.catalog.datasets import DatasetError
+    from tui_trainer.config import ConfigError
+
+    marked = [line for line in _log_tail(run_dir) if line.startswith(START_ERROR_MARK)]
+    if not marked:
+        return None
+    try:
+        record = json.loads(marked[-1][len(START_ERROR_MARK):])
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or not all(isinstance(value, (str, int)) for value in record.values()):
+        return None
+    message = str(record.get("message", ""))
+    if record.get("kind") == "config":
+        return ConfigError(str(record.get("source", "")), str(record.get("path", "")), message)
+    if record.get("kind") == "dataset":
+        return DatasetError(message)
+    code = record.get("exit_code")
+    return DetachError(message, code if isinstance(code, int) and 0 < code < 256 else EXIT_FAILED)
 
 
 def free_port() -> int:
@@ -148,61 +267,40 @@ def supervise(run_dir: Path, engine_command: list[str]) -> int:
     if info is not None and info.pid != engine.pid and process_alive(info.pid, info.process_started_at):
         # The folder already belongs to a newer engine (its own last.pt resumed in place): leave it alone.
         return 0 if returncode == 0 else 1
+    if returncode < 0:
+        # Killed: it could not remove its socket. An engine that ended by itself removed its own, and the
+        # path may already be a newer engine's (resuming a run's last.pt continues in its folder). Removed
+        # before run.json says lost, so a lost run is never seen with a socket.
+        with contextlib.suppress(FileNotFoundError):
+            (run_dir / SOCKET_FILE).unlink()
     if info is not None and info.state not in FINAL_STATES:
         info.state = "lost"
         info.exit_status = describe_exit(returncode)
         info.reason = f"the engine process {info.exit_status}"
         write_run_info(info)
-    if returncode < 0:
-        # Killed: it could not remove its socket. An engine that ended by itself removed its own, and the
-        # path may already be a newer engine's (resuming a run's last.pt continues in its folder).
-        with contextlib.suppress(FileNotFoundError):
-            (run_dir / SOCKET_FILE).unlink()
     return 0 if returncode == 0 else 1
 
 
-def serve(run_dir: Path, options: LaunchOptions, pause_on_fault: bool) -> int:
-    """The engine: train with a control socket in the run folder."""
-    from tui_trainer.catalog.datasets import DatasetError
-    from tui_trainer.catalog.models import ImportedModelError
-    from tui_trainer.config import ConfigError
-    from tui_trainer.detached.server import ControlServer, EventHub, install_stop_signals
-    from tui_trainer.engine.checkpoints import CheckpointError
-    from tui_trainer.engine.controls import Controls
-    from tui_trainer.engine.distributed import from_environment
-    from tui_trainer.engine.runinfo import RunInfoWriter, fan_out
-    from tui_trainer.launch import resolve_config
-    from tui_trainer.logs import setup_file_logging
+def serve(run_dir: Path, launch: Launch) -> int:
+    """The engine: host the run in the folder made for it (each torchrun rank runs this; rank 0 serves the
+    control socket). A run that cannot be set up writes no run.json: it says why (report_start_error)."""
+    from tui_trainer.logs import get_logger, setup_file_logging
+    from tui_trainer.runs.host import RunHost
 
     setup_file_logging()
-    controls = Controls()
-    install_stop_signals(controls)
-    parallel = from_environment()
-    hub = EventHub()
-    writer = RunInfoWriter(detached=not options.owned, attachable=True)
-    # Under torchrun rank 0 holds the socket; the others get their commands from it.
-    server = ControlServer(run_dir, hub, controls, owned=options.owned, on_release=writer.mark_detached,
-                           owner_pid=options.owner_pid) if parallel.is_main else None
     try:
-        config, _ = resolve_config(options)
-        from tui_trainer.engine.trainer import Trainer
-
-        trainer = Trainer(config, fan_out(writer, hub.publish), controls=controls, resume_from=options.resume,
-                          run_dir=run_dir, pause_on_fault=pause_on_fault, parallel=parallel,
-                          start_paused=options.start_paused,
-                          before_training=server.wait_for_owner if server is not None and options.owned else None)
-        result = trainer.run()
-    except (ConfigError, CheckpointError, DatasetError, ImportedModelError) as error:
-        print(f"tui-trainer: error: {error}", file=sys.stderr, flush=True)
-        if parallel.is_main:
-            write_run_info(RunInfo(run_id=run_dir.name, run_dir=str(run_dir), state="failed", reason=str(error),
-                                   pid=os.getpid(), started_at=time.time(), detached=True))
-        return 2
-    finally:
-        hub.close()
-        if server is not None:
-            server.close()
-    return 1 if result.state == "failed" else 0
+        host = RunHost(launch.request.config(), launch.hosting, resume_from=launch.request.resume, run_dir=run_dir,
+                       start_paused=launch.start_paused, pause_on_fault=launch.pause_on_fault)
+        result = host.run()
+    except UserError as error:
+        report_start_error(error)
+        return error.exit_code
+    except Exception as error:  # a fault of ours while setting up: one line for the launcher, the traceback logged
+        get_logger("engine").exception("the run could not be set up")
+        traceback.print_exc()  # into the engine log, above the one-line reason
+        report_start_error(DetachError(f"{type(error).__name__}: {error}"))
+        return EXIT_FAILED
+    return host.exit_code(result)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,18 +308,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tui_trainer.detached.launcher")
     parser.add_argument("role", choices=["supervise", "engine"])
     parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--options-file", required=True)
-    parser.add_argument("--pause-on-fault", action="store_true")
+    parser.add_argument("--launch-file", required=True)
     args = parser.parse_args(argv[1:])
     run_dir = Path(args.run_dir)
-    options = read_options(Path(args.options_file))
+    launch = read_launch(Path(args.launch_file))
     if args.role == "supervise":
         engine = [*_python("tui_trainer.detached.launcher"), "engine", *argv[2:]]
-        if options.processes > 1:
-            engine = [*_python("torch.distributed.run"), "--nproc-per-node", str(options.processes),
+        if launch.hosting.processes > 1:
+            engine = [*_python("torch.distributed.run"), "--nproc-per-node", str(launch.hosting.processes),
                       "--master-port", str(free_port()), "-m", "tui_trainer.detached.launcher", "engine", *argv[2:]]
         return supervise(run_dir, engine)
-    return serve(run_dir, options, args.pause_on_fault)
+    return serve(run_dir, launch)
 
 
 if __name__ == "__main__":

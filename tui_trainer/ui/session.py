@@ -8,7 +8,6 @@ drains the whole batch on its own schedule. Nothing here touches a widget.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -22,15 +21,11 @@ from tui_trainer.ui.run_view import RunView
 
 if TYPE_CHECKING:
     from tui_trainer.engine.trainer import Trainer
+    from tui_trainer.runs.host import RunHost
 
 
 MAX_PENDING = 20_000
 """Events waiting for the app beyond which progress events are dropped (epochs and the rest are kept)."""
-
-
-def training_threads() -> int:
-    """Leave a core to the UI: two torch threads on two cores stall badly beside anything else."""
-    return max(1, (os.cpu_count() or 2) - 1)
 
 
 class Session:
@@ -123,7 +118,7 @@ class RunSession(Session):
         self.config = config
         self.resume_from = str(resume_from) if resume_from else None
         self.start_paused = start_paused
-        self.trainer: Trainer | None = None
+        self.host: RunHost | None = None
 
     @property
     def name(self) -> str:
@@ -134,19 +129,25 @@ class RunSession(Session):
         return self.config.checkpoint.dir
 
     def run(self) -> RunFinished:
-        """The whole run, in a worker thread. Setup errors propagate to the worker."""
+        """The whole run, in a worker thread, hosted like any other (runs.host): run.json, the control socket
+        (`tui-trainer runs`, `attach` and `stop` reach it), events to this session's queue. Setup errors (each a
+        UserError) propagate to the worker."""
+        from tui_trainer.runs.host import RunHost
+        from tui_trainer.runs.hosting import Hosting
+
         thread = threading.current_thread()
         pool_name, thread.name = thread.name, f"trainer {self.config.name}"  # named for py-spy and tests
         try:
-            import torch
-
-            torch.set_num_threads(training_threads())
-            from tui_trainer.engine.trainer import Trainer
-
-            self.trainer = Trainer(self.config, self.on_event, controls=self.controls, resume_from=self.resume_from,
-                                   pause_on_fault=True, start_paused=self.start_paused)
-            self.result = self.trainer.run()
+            self.host = RunHost(self.config, Hosting.in_thread(), resume_from=self.resume_from,
+                                listeners=[self.on_event], controls=self.controls, start_paused=self.start_paused,
+                                pause_on_fault=True)
+            self.result = self.host.run()
             return self.result
         finally:
             thread.name = pool_name
             self._ended()
+
+    @property
+    def trainer(self) -> Trainer | None:
+        """The run's Trainer, once its host has built it."""
+        return self.host.trainer if self.host is not None else None
