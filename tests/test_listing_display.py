@@ -221,7 +221,8 @@ def fake_runs(monkeypatch):
     return install
 
 
-def test_runs_are_shown_as_written(tmp_path, capsys, fake_runs):
+def test_runs_are_shown_as_written(tmp_path, capsys, fake_runs, wide, monkeypatch):
+    from tui_trainer import listing
     from tui_trainer.engine.runinfo import RunInfo
 
     texts = MARKUP + CONTROLS
@@ -233,16 +234,19 @@ def test_runs_are_shown_as_written(tmp_path, capsys, fake_runs):
     runs.append(RunInfo(run_id="nan", run_dir=str(tmp_path / "nan"), state="finished", best=float("nan"),
                         started_at=float("inf")))
     fake_runs(*runs)
-    assert main(["runs", "--checkpoint-dir", str(tmp_path / "[bold]runs\x1b[2J")]) == 0
-    output = capsys.readouterr().out
-    for index, text in enumerate(texts):
-        assert printable(f"id{index} {text}") in output, text
-        assert printable(f"preset {text}") in output, text
-        assert printable(f"monitor {text}") in output, text
-        if index % 3 == 1:
-            assert printable(f"exit {text}") in output, text
-    assert printable(f"Runs in {tmp_path}/[bold]runs\x1b[2J") in output
-    assert_nothing_raw(output)
+    for terminal in (True, False):  # a table on a terminal, tab-separated lines otherwise
+        monkeypatch.setattr(listing, "_to_terminal", lambda terminal=terminal: terminal)
+        assert main(["runs", "--checkpoint-dir", str(tmp_path / "[bold]runs\x1b[2J")]) == 0
+        output = capsys.readouterr().out
+        for index, text in enumerate(texts):
+            assert printable(f"id{index} {text}") in output, text
+            assert printable(f"preset {text}") in output, text
+            assert printable(f"monitor {text}") in output, text
+            if index % 3 == 1:
+                assert printable(f"exit {text}") in output, text
+        if terminal:
+            assert printable(f"Runs in {tmp_path}/[bold]runs\x1b[2J") in output
+        assert_nothing_raw(output)
 
     assert main(["runs", "--checkpoint-dir", str(tmp_path), "--json"]) == 0
     output = capsys.readouterr().out
@@ -256,9 +260,10 @@ def test_runs_are_shown_as_written(tmp_path, capsys, fake_runs):
 @pytest.mark.parametrize("name", ["none[/]", "n\x1b]0;pwned\x07"])
 def test_no_runs_names_the_folder_as_written(tmp_path, capsys, name):
     assert main(["runs", "--checkpoint-dir", str(tmp_path / name)]) == 0
-    output = capsys.readouterr().out
-    assert printable(f"No runs under {tmp_path / name}.") in output
-    assert_nothing_raw(output)
+    captured = capsys.readouterr()
+    assert captured.out == "", "piped: no line at all when there is no run"
+    assert printable(f"No runs under {tmp_path / name}.") in captured.err
+    assert_nothing_raw(captured.err)
 
 
 def test_runs_say_why_a_run_ended_badly_and_why_a_record_is_unreadable(tmp_path, capsys, wide):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,35 +16,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tui_trainer import formatting as fmt
 from tui_trainer.text import literal, printable
-
-
-def human_bytes(size: float | None) -> str:
-    if not _is_number(size):
-        return "n/a"
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(size) < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _metric(value: Any) -> str:
-    return f"{value:.4f}" if _is_number(value) else "n/a"
-
-
-def _when(timestamp: Any, pattern: str) -> str:
-    """A file's time as local time; "?" for none, or for one no calendar holds (a malformed file)."""
-    if not _is_number(timestamp) or not timestamp:
-        return "?"
-    try:
-        return time.strftime(pattern, time.localtime(timestamp))
-    except (OverflowError, OSError, ValueError):
-        return "?"
 
 
 def _cell(first: Any, second: Any = None, style: str = "dim") -> Text:
@@ -123,16 +99,17 @@ def print_checkpoints(folder: str, as_json: bool = False) -> int:
     for column in ("epoch", "step", "val loss", "acc / R²", "saved", "size"):
         table.add_column(column, no_wrap=True, justify="right" if column != "saved" else "left")
     for info in infos:
-        saved = _when(info.saved_at, "%m-%d %H:%M")
+        saved = fmt.when(info.saved_at)
         name = _relative(info.path, path)
         if info.error:
-            table.add_row(_cell(name, info.error, style="red"), "", "", "", "", saved, human_bytes(info.size_bytes))
+            table.add_row(_cell(name, info.error, style="red"), "", "", "", "", saved, fmt.size(info.size_bytes))
             continue
         quality = info.val_accuracy if info.val_accuracy is not None else info.val_r2
         runs_code = f"runs code: {', '.join(info.imports)} (resume with --trust-code)" if info.imports else None
         table.add_row(_cell(name, runs_code, style="yellow"), literal(info.epoch), literal(info.step),
-                      _metric(info.val_loss),
-                      _metric(quality), saved, human_bytes(info.size_bytes))
+                      literal(fmt.metric("val_loss", info.val_loss)),
+                      literal(fmt.metric("val_accuracy" if info.val_accuracy is not None else "val_r2", quality)),
+                      saved, fmt.size(info.size_bytes))
     Console().print(table)
     print("Continue one: tui-trainer --headless --resume FILE   (or press l in the app)")
     return 0
@@ -145,7 +122,15 @@ def _relative(file: Any, folder: Path) -> str:
         return str(file)
 
 
+RUN_COLUMNS = ("run", "state", "epoch", "step", "best", "monitor", "started", "pid", "detached", "preset", "note")
+"""The fields of each line `tui-trainer runs` prints when its output is not a terminal, in order."""
+
+
 def print_runs(folder: str, as_json: bool = False) -> int:
+    """A table on a terminal; otherwise one line per run, its fields (RUN_COLUMNS) separated by tabs, for a script
+    to cut (a tab or line break inside a field is escaped, so every run is one line and every id whole)."""
+    import sys
+
     from tui_trainer.engine.runinfo import list_runs
 
     runs = list_runs(folder)
@@ -153,28 +138,72 @@ def print_runs(folder: str, as_json: bool = False) -> int:
         for info in runs:
             print(_json_line(dataclasses.asdict(info)))
         return 0
+    if not _to_terminal():
+        if not runs:
+            print(printable(f"No runs under {folder}."), file=sys.stderr)
+        for info in runs:
+            print("\t".join(printable(field) if field != "" else "-" for field in _run_fields(info)))
+        return 0
     if not runs:
         _say(f"No runs under {folder}.")
         return 0
-    table = Table(title=literal(f"Runs in {folder} (newest first)"), title_justify="left")
-    table.add_column("run", min_width=16, overflow="fold")
-    table.add_column("state", overflow="fold")
-    for column in ("epoch", "step"):
-        table.add_column(column, no_wrap=True, justify="right")
-    table.add_column("best", overflow="fold")
-    table.add_column("started", min_width=5, overflow="fold")
-    for info in runs:
-        detail = None
-        if info.state in ("running", "paused", "starting", "stopping"):
-            detail = f"{'detached, ' if info.detached else ''}pid {info.pid}"
-        elif info.state == "lost" and info.exit_status:
-            detail = info.exit_status
-        elif info.reason:
-            detail = info.reason  # why it failed or stopped, what was not saved, why its run.json is unreadable
-        best = _cell(_metric(info.best), info.monitor) if _is_number(info.best) else literal("n/a")
-        table.add_row(_cell(info.run_id, info.preset), _cell(info.state, detail),
-                      literal(f"{info.epoch}/{info.epochs}"), literal(f"{info.step}/{info.total_steps}"), best,
-                      _when(info.started_at, "%m-%d\n%H:%M"))
-    Console().print(table)
-    print("Attach to a detached run: tui-trainer attach RUN   stop one: tui-trainer stop RUN")
+    _print_run_blocks(folder, runs)
+    print("Attach to a live run: tui-trainer attach RUN   stop one: tui-trainer stop RUN")
     return 0
+
+
+def _to_terminal() -> bool:
+    import sys
+
+    return sys.stdout.isatty()
+
+
+def _run_note(info: Any) -> str:
+    """Why it failed or stopped, what was not saved, why its run.json is unreadable; how a lost run's process
+    ended."""
+    if info.state == "lost" and info.exit_status:
+        return info.exit_status
+    return info.reason
+
+
+def _run_fields(info: Any) -> list[str]:
+    from tui_trainer.engine.states import LIVE_STATES
+
+    live = info.state in LIVE_STATES
+    best = fmt.metric(info.monitor, info.best) if _is_number(info.best) else fmt.NOT_AVAILABLE
+    return [info.run_id, info.state, f"{info.epoch}/{info.epochs}", f"{info.step}/{info.total_steps}", best,
+            info.monitor, fmt.stamp(info.started_at),
+            str(info.pid) if live and info.pid else "", "yes" if info.detached else "no", info.preset,
+            _run_note(info)]
+
+
+STATE_STYLES = {"running": "green", "paused": "yellow", "stopping": "yellow", "failed": "red", "lost": "red",
+                "unreadable": "red"}
+
+
+def _run_block(info: Any) -> Text:
+    """One run on a terminal: its id whole on a line of its own (it is what attach and stop take; never cut or
+    folded by a column), its state and start beside it; then what it trains and how far; then a note (the pid
+    of a live run, why an ended one ended)."""
+    from tui_trainer.engine.states import LIVE_STATES
+
+    live = info.state in LIVE_STATES
+    best = fmt.metric(info.monitor, info.best) if _is_number(info.best) else fmt.NOT_AVAILABLE
+    text = Text.assemble(literal(info.run_id, "bold"), "  ", literal(info.state, STATE_STYLES.get(info.state, "")),
+                         literal(f"  started {fmt.when(info.started_at)}", "dim"))
+    text.append("\n")
+    text.append_text(literal(f"  {info.preset or '?'}  epoch {info.epoch}/{info.epochs}  step {info.step}/"
+                             f"{info.total_steps}  best {best}{' ' + info.monitor if info.monitor else ''}"))
+    note = ", ".join(part for part in ("detached" if info.detached else "", f"pid {info.pid}") if part) if live \
+        else _run_note(info)
+    if note:
+        text.append("\n")
+        text.append_text(literal(f"  {note}", "dim"))
+    return text
+
+
+def _print_run_blocks(folder: str, runs: list[Any]) -> None:
+    console = Console()
+    console.print(literal(f"Runs in {folder} (newest first)", "bold"))
+    for info in runs:
+        console.print(_run_block(info), overflow="fold", highlight=False)
