@@ -352,3 +352,36 @@ def test_a_stale_socket_is_removed_only_when_it_is_ours_and_a_socket(tmp_path):
     server.bind(str(run_dir / "control.sock"))
     server.close()
     assert clean_stale_socket(info) and not (run_dir / "control.sock").exists()
+
+
+@pytest.mark.parametrize("planted", ["record", "folder"])
+def test_stop_refuses_a_folder_whose_record_is_a_link_to_a_live_runs(tmp_path, planted):
+    """A copy of a live run's run.json, in a folder whose record (or which itself) is a link to that run's: the
+    engine holds the record the link resolves to, but this folder is not its run folder."""
+    folder = run_folder(tmp_path / "real")
+    (folder / RECORD_FILE).write_text("{}")
+    engine = subprocess.Popen(
+        ["bash", "-c", f'exec -a tui-trainer {sys.executable} -c "$0" "$1"',
+         "import fcntl, os, signal, sys, time\n"
+         "fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "signal.signal(signal.SIGTERM, lambda *a: os._exit(42)); print('ready', flush=True); time.sleep(60)",
+         str(folder / RECORD_FILE)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert engine.stdout.readline().strip() == "ready"
+        plant_run_json(folder, psutil.Process(engine.pid))
+        plant = tmp_path / "plant"
+        plant.mkdir()
+        if planted == "record":
+            decoy = run_folder(plant, "decoy")
+            (decoy / RECORD_FILE).symlink_to(folder / RECORD_FILE)
+            plant_run_json(decoy, psutil.Process(engine.pid))
+            code, _, err = cli("stop", "decoy", "--checkpoint-dir", str(plant))
+        else:
+            (plant / "decoy").symlink_to(folder)
+            code, _, err = cli("stop", str(plant / "decoy"), "--checkpoint-dir", str(plant))
+        time.sleep(0.2)
+        assert engine.poll() is None, "the other run's engine was signalled"
+        assert code != 0 and len(err.strip().splitlines()) == 1, err
+    finally:
+        engine.kill()
+        engine.wait()
