@@ -8,7 +8,9 @@ checkpoints of a folder, newest first; a file that cannot be loaded says why in 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,9 +147,31 @@ class SavePanel(ModalScreen[str | None]):
             self._status("The run ended before this save; its last.pt holds the final state.", error=True)
 
 
-COLUMNS = (("File", 24), ("Epoch", 5), ("Step", 8), ("Val loss", 9), ("Val acc/R²", 10), ("Saved", 16),
-           ("Size", 10), ("Run", None), ("Preset", None))
-"""The load table's columns and widths (None: as wide as the widest cell); the first few fit 80 columns."""
+COLUMNS = (("Run, checkpoint", None), ("Epoch", 5), ("Step", 8), ("Val loss", 9), ("Val acc/R²", 10),
+           ("Saved", 16), ("Size", 10), ("Preset", None))
+"""The load table's columns and widths (None: as wide as the widest cell): a row naming each run whole, then
+its checkpoints under it; the first few columns fit 80 columns."""
+RUN_ROW = "\0run:"
+"""Key prefix of a run's row (no path holds a NUL)."""
+
+
+def dated(timestamp: float | None) -> str:
+    """A save's or a start's local date and time, 2026-12-01 14:03 (a list spans days); n/a for none."""
+    if not isinstance(timestamp, (int, float)) or not timestamp or not math.isfinite(timestamp):
+        return fmt.NOT_AVAILABLE
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+    except (OverflowError, OSError, ValueError):  # a malformed file's time: no calendar holds it
+        return "?"
+
+
+def by_run(infos: list[CheckpointInfo]) -> dict[str, list[CheckpointInfo]]:
+    """Checkpoints grouped by the run that wrote them (a file without one: by its folder), the run with
+    the newest checkpoint first; each run's newest first, as they come."""
+    groups: dict[str, list[CheckpointInfo]] = {}
+    for info in sorted(infos, key=lambda info: info.saved_at, reverse=True):
+        groups.setdefault(info.run_id or Path(info.path).parent.name, []).append(info)
+    return groups
 
 
 @dataclass(frozen=True)
@@ -288,10 +312,18 @@ class LoadPanel(ModalScreen[LoadChoice | None]):
         table = self.query_one("#load-table", DataTable)
         table.clear()
         self.infos = {info.path: info for info in infos}
-        for info in infos:
-            table.add_row(*map(literal, _row(info)), key=info.path)
+        groups = by_run(infos)
+        for run, members in groups.items():
+            preset = next((info.preset for info in members if info.preset), "")
+            table.add_row(literal(run, style="bold"), *([""] * (len(COLUMNS) - 2)), literal(preset),
+                          key=RUN_ROW + run)
+            for info in members:
+                table.add_row(*map(literal, _row(info)), key=info.path)
         if infos:
-            self._status(f"{len(infos)} checkpoint{'s' if len(infos) != 1 else ''} in {self.folder}, newest first.")
+            table.move_cursor(row=1)  # the newest checkpoint, under its run's row
+            runs = f"{len(groups)} run{'s' if len(groups) != 1 else ''}"
+            self._status(f"{len(infos)} checkpoint{'s' if len(infos) != 1 else ''} of {runs} in {self.folder}, "
+                         "newest first.")
         else:
             self._status(f"No checkpoints in {self.folder} (nor in its run folders).")
 
@@ -303,6 +335,10 @@ class LoadPanel(ModalScreen[LoadChoice | None]):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         path = str(event.row_key.value)
+        if path.startswith(RUN_ROW):
+            self._status(f"Run {path.removeprefix(RUN_ROW)}: choose one of its checkpoints, in the rows under it.")
+            event.data_table.move_cursor(row=event.cursor_row + 1)
+            return
         info = self.infos.get(path)
         if info is not None and info.error:
             self._status(f"Cannot load {path}: {info.error}", error=True)
@@ -313,10 +349,9 @@ class LoadPanel(ModalScreen[LoadChoice | None]):
 
 def _row(info: CheckpointInfo) -> tuple[str, ...]:
     name = Path(info.path).name
-    when, size = fmt.when(info.saved_at), fmt.size(info.size_bytes)
+    when, size = dated(info.saved_at), fmt.size(info.size_bytes)
     if info.error:
-        return (name, "", "", "unreadable", "", when, size, info.run_id, "")
+        return (name, "", "", "unreadable", "", when, size, "")
     metric = info.val_accuracy if info.val_accuracy is not None else info.val_r2
     metric_text = fmt.percent(metric) if info.val_accuracy is not None else fmt.number(metric, 3)
-    return (name, str(info.epoch), f"{info.step:,}", fmt.number(info.val_loss), metric_text, when, size,
-            info.run_id, info.preset)
+    return (name, str(info.epoch), f"{info.step:,}", fmt.number(info.val_loss), metric_text, when, size, "")

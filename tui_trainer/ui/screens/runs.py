@@ -17,11 +17,13 @@ from textual.worker import Worker, WorkerState
 from tui_trainer.engine.runinfo import LIVE_STATES, RunInfo
 from tui_trainer.text import literal
 from tui_trainer.ui import format as fmt
+from tui_trainer.ui.screens.checkpoints import dated
 
 ATTACH, LOAD = "attach", "load"
-COLUMNS = (("Run", 28), ("State", 24), ("Epoch", 13), ("Step", 11), ("Best", 20), ("Preset", 16),
-           ("Started", 16), ("PID", 8))
-"""The runs table's columns and widths; the first few fit 80 columns."""
+COLUMNS = (("Run", None), ("State", None), ("Epoch", None), ("Step", None), ("Best", None), ("Preset", None),
+           ("Started", None), ("PID", None))
+"""The runs table's columns, each as wide as its widest cell: a run id shows whole, and the run, its state,
+epoch and step fit 80 columns."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def why_not(info: RunInfo) -> str:
 def _row(info: RunInfo) -> tuple[str, ...]:
     epochs = f"{info.epoch}/{info.epochs}" if info.epochs else str(info.epoch)
     best = f"{fmt.number(info.best)} {info.monitor}" if info.best is not None else fmt.NOT_AVAILABLE
-    return (info.run_id, state_text(info), epochs, f"{info.step:,}", best, info.preset, fmt.when(info.started_at),
+    return (info.run_id, state_text(info), epochs, f"{info.step:,}", best, info.preset, dated(info.started_at),
             str(info.pid or ""))
 
 
