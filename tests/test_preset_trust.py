@@ -365,3 +365,26 @@ def test_yaml_1_2_floats_still_read():
 
     assert load_yaml("lr: 1e-3\nwd: 1E-4\nbig: +2e5")["lr"] == 1e-3
     assert load_yaml("{a: 1e-3}") == {"a": 1e-3}
+
+
+@pytest.mark.parametrize("where", ["huge: {n}\n", "nested:\n  options: {{x: {n}}}\n", "listed: [1, -{n}]\n"])
+def test_an_integer_too_long_for_python_is_one_line(tmp_path, where, capsys):
+    """Python refuses to read integers of more than 4300 digits (a ValueError from inside the YAML reader)."""
+    from tui_trainer.cli import main
+
+    huge = "1" * 5000
+    path = tmp_path / "huge.yaml"
+    path.write_text(IRIS + where.format(n=huge), encoding="utf-8")
+    refused(path, "digits")
+    assert main(["presets", "--presets-dir", str(tmp_path)]) == 0  # the listing survives it
+    assert "digits" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--epochs", "1" * 5000], ["--set", "epochs=" + "1" * 5000],
+                                  ["--set", "data.options.x=" + "9" * 5000]])
+def test_a_flag_with_an_integer_too_long_for_python_is_one_line(argv, capsys):
+    from tui_trainer.cli import main
+
+    assert main(["--headless", "--preset", "iris-linear", *argv]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

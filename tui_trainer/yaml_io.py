@@ -131,6 +131,18 @@ _Loader.yaml_implicit_resolvers = {
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
 
 
+def _construct_int(loader: _Loader, node: Node) -> int:
+    """An integer, or YamlRefused for one Python will not read (more digits than sys.get_int_max_str_digits())."""
+    try:
+        return yaml.SafeLoader.construct_yaml_int(loader, node)
+    except ValueError:
+        raise YamlRefused(f"a number of {len(str(node.value))} digits at line {node.start_mark.line + 1}; "
+                          "numbers here are far shorter", node.start_mark) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
 def load_yaml(text: str) -> Any:
     """Parse YAML text safely (no Python objects), reading 1e-3 as a number. Raises yaml.YAMLError, or
     YamlRefused (one of them) for an alias bomb, a recursive alias or a duplicate key."""
