@@ -131,3 +131,25 @@ def test_the_run_history_stays_bounded_and_its_json_matches_its_records(monkeypa
     again = trainer.RunHistory()
     again.replace(decoded)
     assert again.to_json() == history.to_json()
+
+
+def test_reading_metrics_skips_what_is_no_record_of_ours(tmp_path):
+    from tui_trainer.engine.metrics import MAX_RECORD_CHARS, read_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    lines = ['{"type": "progress", "step": 1}', "[1, 2]", '{"step": ' + "1" * 5000 + "}", "[" * 100_000,
+             "x" * (MAX_RECORD_CHARS + 10), '{"cut short', '{"type": "progress", "step": 2}']
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert read_metrics(path) == [{"type": "progress", "step": 1}, {"type": "progress", "step": 2}]
+
+
+def test_reading_metrics_reads_only_a_regular_file(tmp_path):
+    import os
+
+    from tui_trainer.engine.metrics import read_metrics
+
+    os.mkfifo(tmp_path / "fifo.jsonl")
+    assert read_metrics(tmp_path / "fifo.jsonl") == []  # no writer: a blocking open would hang
+    (tmp_path / "zero.jsonl").symlink_to("/dev/zero")
+    assert read_metrics(tmp_path / "zero.jsonl") == []
+    assert read_metrics(tmp_path / "missing.jsonl") == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from array import array
 from pathlib import Path
 from typing import Any, TextIO
@@ -131,16 +132,33 @@ class MetricsLog:
             self._file = None
 
 
+MAX_RECORD_CHARS = 1 << 20
+"""A metrics record is a few hundred characters; a longer line is not a record of ours."""
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Every record of a metrics.jsonl; a line cut short by a crash is skipped."""
+    """Every record of a metrics.jsonl, from a regular file only (never a FIFO or a device behind a planted
+    link). A line cut short by a crash, or one that is no record of ours (not a JSON object, too long, nested
+    or numbered past what Python reads), is skipped."""
     records = []
     try:
-        with path.open(encoding="utf-8") as file:
-            for line in file:
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-    except FileNotFoundError:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
         return []
+    except OSError:
+        return []
+    with open(descriptor, encoding="utf-8", errors="replace") as file:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return []
+        while line := file.readline(MAX_RECORD_CHARS):
+            if not line.endswith("\n") and len(line) >= MAX_RECORD_CHARS:
+                while (rest := file.readline(MAX_RECORD_CHARS)) and not rest.endswith("\n"):
+                    pass  # the rest of an over-long line
+                continue
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(record, dict):
+                records.append(record)
     return records
