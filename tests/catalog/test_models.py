@@ -148,3 +148,26 @@ def test_import_errors_are_one_line(user_module, target, options, fragment):
         build_imported(target.format(name=name), options, (4,), 3)
     text = str(caught.value)
     assert fragment.format(name=name) in text and len(text.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("source", "target", "fragment"), [
+    ("raise RuntimeError('broken at import')\n", "factory", "importing"),
+    ("def factory(**kwargs):\n    raise ValueError('bad value')\n", "factory", "raised ValueError: bad value"),
+    ("factory = 5\n", "factory", "not a function or class"),
+    ("def factory(:\n", "factory", "SyntaxError"),
+])
+def test_a_users_model_code_that_fails_is_one_line_naming_it(user_module, source, target, fragment):
+    from tui_trainer.catalog.models import ImportedModelError, build_imported
+
+    name = user_module(source)
+    with pytest.raises(ImportedModelError) as refused:
+        build_imported(f"{name}:{target}", {}, (4,), 3)
+    text = str(refused.value)
+    assert f"{name}" in text and fragment in text and len(text.splitlines()) == 1
+
+
+def test_a_builtin_without_a_signature_is_one_line():
+    from tui_trainer.catalog.models import ImportedModelError, build_imported
+
+    with pytest.raises(ImportedModelError, match="builtins:RecursionError"):
+        build_imported("builtins:RecursionError", {}, (4,), 3)

@@ -13,9 +13,12 @@ from pydantic import Field, field_validator
 
 from tui_trainer.catalog.options import NoOptions, Options
 from tui_trainer.errors import UserError
+from tui_trainer.logs import get_logger
 
 if TYPE_CHECKING:
     from torch import nn
+
+log = get_logger("models")
 
 
 MAX_WIDTH = 1_000_000
@@ -132,6 +135,11 @@ class ImportedModelError(UserError):
     """A user's `import:` model could not be imported or built."""
 
 
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:300]}" if text else type(error).__name__
+
+
 def build_imported(target: str, options: dict[str, Any], input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
     """Call the factory at "package.module:factory" with the preset's options.
 
@@ -144,8 +152,16 @@ def build_imported(target: str, options: dict[str, Any], input_shape: tuple[int,
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
         raise ImportedModelError(f"model.import: cannot import {target!r}: {error}") from None
+    except Exception as error:  # the module's own code failed (a SyntaxError, an exception at import)
+        log.exception("importing %s", target)
+        raise ImportedModelError(f"model.import: importing {target!r} failed: {_one_line(error)}") from None
+    if not callable(factory):
+        raise ImportedModelError(f"model.import: {target} is {type(factory).__name__}, not a function or class")
     kwargs = dict(options)
-    parameters = inspect.signature(factory).parameters
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: it gets the options alone
+        parameters = {}
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     for name, value in (("input_shape", input_shape), ("num_outputs", num_outputs)):
         if name in parameters or accepts_any:
@@ -153,7 +169,10 @@ def build_imported(target: str, options: dict[str, Any], input_shape: tuple[int,
     try:
         model = factory(**kwargs)
     except TypeError as error:
-        raise ImportedModelError(f"model.options: {target} rejected its options: {error}") from None
+        raise ImportedModelError(f"model.options: {target} rejected its options: {_one_line(error)}") from None
+    except Exception as error:  # the factory's own code failed; its traceback goes to the log
+        log.exception("building %s", target)
+        raise ImportedModelError(f"model.import: {target} raised {_one_line(error)}") from None
     if not isinstance(model, nn.Module):
         raise ImportedModelError(f"model.import: {target} returned {type(model).__name__}, not a torch.nn.Module")
     return model
