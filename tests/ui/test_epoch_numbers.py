@@ -77,8 +77,17 @@ def test_a_run_resumed_at_an_epochs_end_and_stopped_at_once_names_the_epoch_it_r
                for epoch in range(1, 13)]
     for start_history in (history, []):  # with its history, and without (the engine's count alone)
         view = RunView()
-        view.apply(started(epochs=40, total_steps=400, start_epoch=13, start_step=120, history=start_history))
+        lines = view.apply(started(epochs=40, total_steps=400, start_epoch=13, start_step=120,
+                                   history=start_history))
+        assert lines[-1].text.startswith("Resumed at epoch 12, step 120,")
+        assert (view.epoch, view.epoch_step) == (12, STEPS_PER_EPOCH), "epoch 12 shows as done, not 13 as begun"
         assert end_line(view, finished("stopped", 13, 120)).startswith("Run stopped at epoch 12, step 120 ")
+
+
+def test_a_run_resumed_inside_an_epoch_names_the_epoch_under_way():
+    view = RunView()
+    lines = view.apply(started(epochs=40, total_steps=400, start_epoch=13, start_step=125))
+    assert lines[-1].text.startswith("Resumed at epoch 13, step 125,") and view.epoch == 13
 
 
 async def test_stopping_a_run_loaded_at_an_epochs_end_says_the_epoch_its_checkpoints_say(folder):
@@ -94,6 +103,8 @@ async def test_stopping_a_run_loaded_at_an_epochs_end_says_the_epoch_its_checkpo
         await wait_for(pilot, lambda: app.session is not None and app.session.view.state == "paused",
                        "the loaded run, paused", timeout=30)
         session = app.session
+        await wait_for(pilot, lambda: "Resumed at epoch" in "\n".join(app.dashboard.log_view.texts), "the resume")
+        assert "Resumed at epoch 1, step 8," in "\n".join(app.dashboard.log_view.texts)
         press(app, "ctrl+q")
         await wait_for(pilot, lambda: showing(app, ConfirmModal), "the confirmation")
         press(app, "y")

@@ -16,6 +16,7 @@ from tui_trainer.ui.app import closing_lines
 from tui_trainer.ui.remote_session import RemoteSession
 from tui_trainer.ui.screens.dashboard import DashboardScreen
 from tui_trainer.ui.screens.leave import LeaveModal
+from tui_trainer.ui.screens.setup import SetupScreen
 
 pytestmark = pytest.mark.slow
 
@@ -56,3 +57,31 @@ async def test_quitting_after_save_and_stop_says_the_run_stops(tmp_path, first):
         assert not any("goes on in the background" in line for line in lines), lines
         assert any(line.startswith(f"{info.run_id}: told to save last.pt and stop") for line in lines), lines
         wait_until(lambda: state(info.run_dir) == "stopped", "the run to save and stop by itself")
+
+
+async def test_d_and_n_on_a_run_saving_and_stopping_ask_nothing_and_leave_it_stopping(tmp_path):
+    folder = tmp_path / "checkpoints"
+    with cleaned(folder):
+        info = launch(folder)
+        app = attach_app(info.run_dir)
+        async with driving(app) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.session, RemoteSession) and app.session.view.run_id
+                           and showing(app, DashboardScreen), "the run's history")
+            session = app.session
+            with frozen(info.pid):
+                press(app, "n")
+                await wait_for(pilot, lambda: showing(app, LeaveModal), "the question")
+                press(app, "s")
+                await wait_for(pilot, lambda: session.stop_requested and showing(app, DashboardScreen),
+                               "the stop to go out")
+                for key in ("d", "n"):
+                    press(app, key)
+                    await wait_for(pilot, lambda: any("saving last.pt and stopping" in str(note.message)
+                                                      for note in app._notifications), f"{key}: what it does")
+                    app.clear_notifications()
+                    assert showing(app, DashboardScreen), f"{key} asked a question"
+                    assert not session.detached, f"{key} let go of a run that is stopping"
+            await wait_for(pilot, lambda: showing(app, SetupScreen), "the setup screen once it has stopped",
+                           timeout=30)
+        assert session.result is not None and session.result.state == "stopped"
+        assert closing_lines(app)[0].startswith(f"{info.run_id}: stopped at epoch")

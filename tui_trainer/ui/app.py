@@ -604,6 +604,9 @@ class TrainerApp(App[int]):
         if session is None or not session.active:
             self.notify("Not attached to a run: nothing to detach from.", severity="warning", timeout=3)
             return
+        if session.stop_requested:  # it would not go on in the background: it saves and stops
+            self.notify("The run is saving last.pt and stopping: nothing to detach.", severity="warning", timeout=4)
+            return
         if not isinstance(session, RemoteSession):
             self.notify("This run trains inside the app (--in-thread) and ends with it: it cannot be detached. To "
                         "train in the background, start without --in-thread, or turn on Detach on the setup screen.",
@@ -643,6 +646,10 @@ class TrainerApp(App[int]):
         session = self.session
         if session is None or not session.active:
             self._back_to_setup()
+            return
+        if session.stop_requested:  # no question to ask: it is saving and stopping already
+            self.notify("The run is saving last.pt and stopping; n again once it has stopped sets up a new run.",
+                        severity="warning", timeout=4)
             return
         if isinstance(session, RemoteSession) and not session.owned:
             def chose(choice: str | None) -> None:

@@ -156,15 +156,22 @@ class RunView:
         self.hyperparameters["lr"] = event.lr
         for record in event.history:
             self._replay(record)
-        if self.epoch_end_step is None and self.epoch_step == 0:
+        # Its history's epochs say whether it starts at an epoch's end; without any, the engine's count does.
+        ended = [record.get("step") for record in event.history if record.get("type") == "epoch_ended"]
+        at_epoch_end = event.start_step in ended if ended else self.epoch_step == 0
+        if self.epoch_end_step is None and at_epoch_end:
             self.epoch_end_step = event.start_step  # started at an epoch's start, with no epoch in its history
+        start_epoch = event.start_epoch - 1 if at_epoch_end and event.start_step else event.start_epoch
+        if self.epoch_end_step == event.start_step and event.start_step:
+            # Resumed at an epoch's end, nothing trained since: show that epoch as done, as its checkpoint does.
+            self.epoch, self.epoch_step = start_epoch, event.steps_per_epoch
         where = event.device_name if event.world_size == 1 else f"{event.world_size} processes ({event.device_name})"
         line = (f"Run {event.run_id}: {event.preset}, {event.model} ({event.parameters:,} parameters) on "
                 f"{where}; {event.train_samples:,} training and {event.val_samples:,} validation "
                 f"samples, {event.epochs} epochs of {event.steps_per_epoch} steps")
         lines = [LogLine(line)]
         if event.start_step:
-            lines.append(LogLine(f"Resumed at epoch {event.start_epoch}, step {event.start_step:,}, with "
+            lines.append(LogLine(f"Resumed at epoch {start_epoch}, step {event.start_step:,}, with "
                                  f"{len(event.history):,} records of history"))
         return lines
 
