@@ -113,10 +113,10 @@ def test_a_line_cut_short_by_a_crash_is_skipped(tmp_path):
 def test_the_run_history_stays_bounded_and_its_json_matches_its_records(monkeypatch):
     """A checkpoint carries the run's history for its charts after a resume: past the limit every other
     progress record goes, epochs stay, and the JSON a checkpoint stores is exactly the records kept."""
-    from tui_trainer.engine import trainer
+    from tui_trainer.engine import history as history_module
 
-    monkeypatch.setattr(trainer, "HISTORY_LIMIT", 100)
-    history = trainer.RunHistory()
+    monkeypatch.setattr(history_module, "HISTORY_LIMIT", 100)
+    history = history_module.RunHistory()
     for step in range(1, 301):
         line = history.add({"type": "progress", "step": step, "train_loss": 1 / step})
         assert json.loads(line)["step"] == step
@@ -128,7 +128,7 @@ def test_the_run_history_stays_bounded_and_its_json_matches_its_records(monkeypa
     assert history.records[-1]["step"] == 300
     decoded = json.loads(history.to_json())
     assert json.dumps(decoded) == json.dumps(history.records)
-    again = trainer.RunHistory()
+    again = history_module.RunHistory()
     again.replace(decoded)
     assert again.to_json() == history.to_json()
 

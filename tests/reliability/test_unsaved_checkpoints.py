@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tui_trainer.engine import checkpoints
-from tui_trainer.engine import trainer as trainer_module
+from tui_trainer.engine import checkpoint_policy, checkpoints
 from tui_trainer.engine.events import CheckpointFailed, CheckpointSaved, EpochEnded, RunFinished
 from tui_trainer.headless import EXIT_FAILED, EXIT_OK, exit_code, print_summary, run_headless
 from tui_trainer.launch import LaunchOptions
@@ -85,7 +84,7 @@ def read_only_from(monkeypatch, name: str) -> None:
 
 def large_model(monkeypatch) -> None:
     """Saves as for a model over STATE_COPY_MAX_BYTES: torch.save writes to the file on the training thread."""
-    monkeypatch.setattr(trainer_module, "STATE_COPY_MAX_BYTES", 0)
+    monkeypatch.setattr(checkpoint_policy, "STATE_COPY_MAX_BYTES", 0)
 
 
 def config(make_config, epochs: int = 3, **checkpoint):
@@ -175,7 +174,7 @@ def test_no_memory_for_a_checkpoints_copy_is_one_line_and_training_goes_on(make_
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore details")
 
     monkeypatch.setattr(checkpoints, where, out_of_memory)
-    monkeypatch.setattr(trainer_module, "BEST_WRITE_INTERVAL_S", 0.0 if where == "serialize" else 1e9)
+    monkeypatch.setattr(checkpoint_policy, "BEST_WRITE_INTERVAL_S", 0.0 if where == "serialize" else 1e9)
     finished, events, _ = run_trainer(config(make_config, epochs=3))
     assert finished.state == "finished" and [event.epoch for event in events.of(EpochEnded)] == [1, 2, 3]
     failed = events.of(CheckpointFailed)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from tui_trainer.config import metric_mode
+
 if TYPE_CHECKING:
     import torch
 
     from tui_trainer.config import RunConfig
-
-PER_EPOCH = ("plateau",)
 
 
 def build_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
@@ -27,9 +27,8 @@ def build_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer, steps_p
     if schedule.name == "onecycle":
         return lr_scheduler.OneCycleLR(optimizer, max_lr=schedule.max_lr or base_lr, total_steps=max(2, total_steps))
     if schedule.name == "plateau":
-        mode = "max" if config.checkpoint.monitor in ("val_accuracy", "val_r2") else "min"
-        return lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=schedule.factor,
-                                              patience=schedule.patience)
+        return lr_scheduler.ReduceLROnPlateau(optimizer, mode=metric_mode(config.checkpoint.monitor),
+                                              factor=schedule.factor, patience=schedule.patience)
     if schedule.name == "none" and schedule.warmup_steps == 0:
         return None
 
