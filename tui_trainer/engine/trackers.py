@@ -129,7 +129,7 @@ class EarlyStopping:
 
 class TrainingClock:
     """Seconds spent training in all, over every session of a run (a resume adds to the checkpoint's); time
-    paused is not training."""
+    paused, also the pause under way, is not training."""
 
     def __init__(self) -> None:
         self.before = 0.0
@@ -154,7 +154,9 @@ class TrainingClock:
 
     def session_s(self) -> float:
         """Training seconds of this session alone."""
-        return time.perf_counter() - self._started - self._paused_s
+        now = time.perf_counter()
+        pause = now - self._paused_since if self._paused_since is not None else 0.0
+        return now - self._started - self._paused_s - pause
 
     def elapsed_s(self) -> float:
         return self.before + self.session_s()
