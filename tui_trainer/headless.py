@@ -1,4 +1,5 @@
-"""Headless runs: the Trainer in the main thread, progress on stdout, signals that save before exiting.
+"""Headless runs: hosted in the foreground of the shell (runs.host: its signals save and stop the run), progress
+on stdout.
 
 On a terminal a Rich progress display; otherwise one plain line per epoch and every few seconds, fit
 for CI logs; with --json one JSON object per event.
