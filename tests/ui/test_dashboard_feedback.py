@@ -29,6 +29,7 @@ def space_says(app) -> str:
     return app.dashboard.active_bindings["space"].binding.description
 
 
+@pytest.mark.slow
 async def test_the_footer_says_resume_while_paused_and_pause_while_training(folder):
     app = make_app(folder)
     async with driving(app) as pilot:
@@ -43,6 +44,7 @@ async def test_the_footer_says_resume_while_paused_and_pause_while_training(fold
         assert [row[0] for row in app.screen.rows].count("space") == 1, "one row for one key"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("paused", [False, True])
 async def test_saved_fades_from_the_status_line(folder, monkeypatch, paused):
     monkeypatch.setattr(status, "SAVED_SHOWN_S", 0.5)
@@ -63,6 +65,7 @@ async def test_saved_fades_from_the_status_line(folder, monkeypatch, paused):
         assert app.session.view.last_checkpoint.endswith("mine.pt")
 
 
+@pytest.mark.slow
 async def test_the_tweak_panel_names_the_step_the_run_is_at(folder):
     app = make_app(folder)
     async with driving(app) as pilot:
@@ -91,6 +94,7 @@ def test_the_log_gives_the_old_lr_as_it_was_and_names_a_schedules_base_lr():
     assert "base lr 0.003 -> 0.001 (the schedule had this step's lr at 0.002935)" in line[0].text
 
 
+@pytest.mark.slow
 async def test_a_live_lr_change_on_a_scheduled_run_names_the_base_lr(folder):
     app = make_app(folder, **{"scheduler.name": "cosine"})
     async with driving(app) as pilot:

@@ -3,6 +3,8 @@ figures (the process's CPU falls to about nothing) never freeze at the last trai
 
 from __future__ import annotations
 
+import pytest
+
 from tests.ui.conftest import driving, make_app, press, start_training, wait_for
 
 
@@ -12,6 +14,7 @@ async def fresh_sample(app, pilot, what: str) -> None:
                    timeout=5)
 
 
+@pytest.mark.slow
 async def test_the_device_panel_samples_while_paused_and_again_once_resumed(folder):
     app = make_app(folder)
     app.idle_device_interval_s = 0.3

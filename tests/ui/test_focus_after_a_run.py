@@ -32,6 +32,7 @@ async def r_lists_the_runs(app, pilot, field: str, before: str) -> None:
     assert app.setup_screen.query_one(f"#{field}", Input).value == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("field", ["epochs", "lr"])
 async def test_after_n_the_keys_act_instead_of_landing_in_the_last_field(folder, field):
     app = make_app(folder)
