@@ -92,7 +92,9 @@ def _presets_parser() -> argparse.ArgumentParser:
 
 def _runs_parser(command: str) -> argparse.ArgumentParser:
     descriptions = {
-        "runs": "List the runs in the checkpoint folder with their state, newest first.",
+        "runs": "List the runs in the checkpoint folder with their state, newest first. Piped, one line per run "
+                "with tab-separated fields: run, state, epoch, step, best, monitor, started, pid, detached, preset, "
+                "note.",
         "attach": "Open the app on a detached run: its whole history, then live, with full control.",
         "stop": "Ask a live run to save last.pt and stop.",
     }
