@@ -137,7 +137,13 @@ def test_stale_socket_of_a_dead_engine_is_detected_and_removed(detached_run):
     # A crash nobody could record (the supervisor died too): run.json still says running, the socket file stays.
     run_file = Path(info.run_dir) / "run.json"
     run_file.write_text(json.dumps({**json.loads(run_file.read_text()), "state": "running"}))
-    Path(info.socket_path).touch()
+    import socket
+
+    with contextlib.suppress(FileNotFoundError):
+        Path(info.socket_path).unlink()
+    left = socket.socket(socket.AF_UNIX)  # a socket file nobody listens on, as a killed engine leaves it
+    left.bind(str(info.socket_path))
+    left.close()
     stale = read_run_info(info.run_dir)
     assert find_run(Path(info.run_dir).parent, None) is None, "a dead run is not offered as live"
     with pytest.raises(RunUnavailable, match="lost"):
