@@ -31,11 +31,9 @@ from textual.worker import Worker, WorkerState
 
 from tui_trainer.catalog.datasets import DatasetError
 from tui_trainer.config import ConfigError, RunConfig, UntrustedCode
-from tui_trainer.detached.client import RunUnavailable
-from tui_trainer.detached.launcher import DetachError
-from tui_trainer.engine.checkpoints import CheckpointError
 from tui_trainer.engine.events import CheckpointFailed, CheckpointSaved, RunStarted
 from tui_trainer.engine.runinfo import LIVE_STATES, RunInfo, effective_state, read_run_info
+from tui_trainer.errors import UserError
 from tui_trainer.launch import LaunchOptions, resolve_config
 from tui_trainer.logs import get_logger
 from tui_trainer.text import printable
@@ -73,7 +71,7 @@ READY_WAIT_MAX_S = 0.5
 """The app's own engine starts training once the dashboard is up and the UI thread quiet: see _ready_when_quiet."""
 SETUP_ERRORS = (ConfigError, DatasetError)
 """Setup errors that send the user back to the form (the others stay on the dashboard)."""
-OWN_ERRORS = (ConfigError, DatasetError, CheckpointError, DetachError, RunUnavailable)
+OWN_ERRORS = (UserError,)
 """Errors whose text is already a one-line message for the user."""
 
 

@@ -57,7 +57,7 @@ def why_not(info: RunInfo) -> str:
 
 def _row(info: RunInfo) -> tuple[str, ...]:
     epochs = f"{info.epoch}/{info.epochs}" if info.epochs else str(info.epoch)
-    best = f"{fmt.number(info.best)} {info.monitor}" if info.best is not None else fmt.NOT_AVAILABLE
+    best = f"{fmt.metric(info.monitor, info.best)} {info.monitor}" if info.best is not None else fmt.NOT_AVAILABLE
     return (info.run_id, state_text(info), epochs, f"{info.step:,}", best, info.preset, dated(info.started_at),
             str(info.pid or ""))
 
