@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from tui_trainer.catalog.optimizers import OPTIMIZERS, build_optimizer
 from tui_trainer.config import OptimizerConfig, RunConfig
@@ -79,7 +80,8 @@ class Optimization:
         changes, previous, refused = {}, {}, []
         group, takes = self.optimizer.param_groups[0], OPTIMIZERS[settings.name].hyperparameters
         for key, value in requested.items():
-            problem = hyperparameter_problem(key, value)  # the preset's bounds, as for the socket and the panel
+            # The preset's bounds, as for the socket and the panel; and what the preset's other settings allow.
+            problem = hyperparameter_problem(key, value) or _combination_problem(settings, key, value)
             if problem:
                 refused.append(f"{problem}; unchanged")
                 continue
@@ -114,8 +116,9 @@ class Optimization:
                 problem = checkpoints.structure_mismatch(own.state_dict(), payload[name], name)
         return problem
 
-    def load_state_dict(self, payload: dict[str, Any], path: Path) -> None:
-        """Load the states mismatch() passed. Raises CheckpointError for a state torch refuses."""
+    def load_state_dict(self, payload: dict[str, Any], config: RunConfig, path: Path) -> None:
+        """Load the states mismatch() passed; config's own settings that a state also holds win (see
+        schedules.follow_config). Raises CheckpointError for a state torch refuses."""
         # How this machine runs the optimizer (fused kernels or not) is its own, not the file's.
         implementations = [{key: group[key] for key in ("fused", "foreach") if key in group}
                            for group in self.optimizer.param_groups]
@@ -125,11 +128,22 @@ class Optimization:
                 group.update(implementation)
             if self.scheduler is not None and payload.get("scheduler"):
                 self.scheduler.load_state_dict(payload["scheduler"])
+                schedules.follow_config(self.scheduler, config)
             if self.scaler is not None and payload.get("scaler"):
                 self.scaler.load_state_dict(payload["scaler"])
         except (RuntimeError, ValueError, KeyError, TypeError) as error:
             raise checkpoints.CheckpointError(path, "does not fit this run's model or optimizer: "
                                                     f"{first_line(error)}") from None
+
+
+def _combination_problem(settings: OptimizerConfig, key: str, value: float) -> str:
+    """A change the optimizer's other settings refuse (nesterov needs momentum), as the preset would: so a
+    checkpoint's config stays one that loads."""
+    try:
+        OptimizerConfig.model_validate({**settings.model_dump(exclude_none=True), key: value})
+    except ValidationError as error:
+        return f"{key} {value!r}: {printable(error.errors(include_url=False)[0]['msg'].removeprefix('Value error, '))}"
+    return ""
 
 
 def first_line(error: BaseException) -> str:

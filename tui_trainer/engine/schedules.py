@@ -49,6 +49,21 @@ def build_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer, steps_p
     return lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def follow_config(scheduler: Any | None, config: RunConfig) -> None:
+    """After a resume loaded a scheduler's state: the settings of config that the state also holds (the
+    checkpoint's) are config's again, so that a resume's override takes effect. A plateau schedule whose
+    mode changed (another monitor) starts its best value and its count of bad epochs afresh."""
+    from torch.optim import lr_scheduler
+
+    if not isinstance(scheduler, lr_scheduler.ReduceLROnPlateau):
+        return
+    scheduler.factor, scheduler.patience = config.scheduler.factor, config.scheduler.patience
+    mode = metric_mode(config.checkpoint.monitor)
+    if scheduler.mode != mode:
+        scheduler._init_is_better(mode=mode, threshold=scheduler.threshold, threshold_mode=scheduler.threshold_mode)
+        scheduler._reset()
+
+
 def steps_per_step(scheduler: Any | None) -> bool:
     """Whether the scheduler advances every optimizer step (else once per epoch, on a metric)."""
     from torch.optim import lr_scheduler

@@ -32,7 +32,7 @@ from tui_trainer.catalog.datasets import build_dataset
 from tui_trainer.catalog.losses import build_loss
 from tui_trainer.catalog.models import ImportedModelError, build_model
 from tui_trainer.config import ConfigError, RunConfig
-from tui_trainer.engine import checkpoints, distributed, host_memory, run_folder
+from tui_trainer.engine import checkpoints, distributed, host_memory, resume_overrides, run_folder
 from tui_trainer.engine.checkpoint_policy import CheckpointPolicy, weights_finite
 from tui_trainer.engine.controls import Command, Controls, Pause, Resume, Save, SetHyperparameters, Stop
 from tui_trainer.engine.data_feed import DataFeed
@@ -180,6 +180,7 @@ class Trainer:
                  start_paused: bool = False, parallel: distributed.Distributed | None = None,
                  before_training: Callable[[], object] | None = None) -> None:
         self.config = config
+        """The run's config, with the hyperparameters changed since it started: a checkpoint stores these."""
         self.world = distributed.world_for(parallel or distributed.from_environment())
         self.on_event = on_event or (lambda event: None)
         self.controls = controls or Controls()
@@ -196,6 +197,8 @@ class Trainer:
         self.step = 0
         self._stop: Stop | None = None
         self._paused = False
+        self._resume_changes: dict[str, float] = {}
+        """Hyperparameters a resume sets otherwise than its checkpoint (see resume_overrides)."""
         self._run_folder: run_folder.RunFolder | None = None
         """The folder this run writes in, held (locked) from setup to the end of run()."""
 
@@ -273,19 +276,22 @@ class Trainer:
 
     def load_state_dict(self, payload: dict[str, Any]) -> None:
         """Continue from a checkpoint load_checkpoint has read: everything is checked (types, shapes, random
-        states, that it fits this model and optimizer) before any of it changes this run."""
-        path = self.resume_from or Path("checkpoint")
+        states, that it fits this model and optimizer, what the resume's overrides would change) before any
+        of it changes this run."""
+        path, saved = self.resume_from or Path("checkpoint"), payload["config"]
         records = checkpoints.check_resumable(path, payload)
         problem = checkpoints.model_mismatch(self.model.state_dict(), payload["model"]) \
             or self.optimization.mismatch(payload)
         if problem:
             raise checkpoints.CheckpointError(path, f"does not fit this run's model or optimizer: {problem}")
+        resume_overrides.refuse_unchangeable(saved, self.config, payload.get("scheduler"), self.total_steps)
+        self._resume_changes = resume_overrides.optimizer_changes(saved, self.config)
         try:
             self.model.load_state_dict(payload["model"])
         except (RuntimeError, ValueError, KeyError, TypeError) as error:
             raise checkpoints.CheckpointError(path, "does not fit this run's model or optimizer: "
                                                     f"{first_line(error)}") from None
-        self.optimization.load_state_dict(payload, path)
+        self.optimization.load_state_dict(payload, self.config, path)
         state = payload["trainer"]
         self.epoch, self.position, self.step = state["epoch"], state["position"], state["step"]
         saved_world = state.get("world_size", 1)
@@ -294,8 +300,10 @@ class Trainer:
             self.position = min(self.steps_per_epoch - 1, self.position * saved_world // self.world.world_size)
         self.feed.load_state_dict(state)
         self.metrics.load_state_dict(state)
-        self.best.load_state_dict(state)
-        self.early_stopping.load_state_dict(state)
+        if not resume_overrides.monitor_changed(saved, self.config, "checkpoint"):
+            self.best.load_state_dict(state)
+        if not resume_overrides.monitor_changed(saved, self.config, "early_stopping"):
+            self.early_stopping.load_state_dict(state)
         self.clock.load_state_dict(state)
         try:
             checkpoints.restore_rng(payload["rng"])
@@ -353,6 +361,8 @@ class Trainer:
             if self.before_training is not None:
                 self.before_training()
                 self.clock.start()
+            if self._resume_changes:  # shown as a live change is, at the step the run resumes from
+                self._set_hyperparameters(self._resume_changes)
             if self.start_paused:
                 self.controls.send(Pause())
             self._set_state("running")
@@ -595,6 +605,8 @@ class Trainer:
         for line in refused:
             self._warn(line)
         if changes:
+            optimizer = self.config.optimizer.model_copy(update=changes)
+            self.config = self.config.model_copy(update={"optimizer": optimizer})
             self._record(HyperparametersChanged(step=self.step, epoch=self.epoch, changes=changes, previous=previous))
 
     # ------------------------------------------------------------ events
