@@ -115,7 +115,8 @@ class SchedulerConfig(Section):
     step_size: int = Field(10, ge=1, le=1_000_000, description="step: epochs between decays.")
     gamma: float = Field(0.1, gt=0, le=1, description="step: decay factor.")
     min_lr: float = Field(0.0, ge=0, le=100, description="cosine: the learning rate at the end.")
-    max_lr: float | None = Field(None, gt=0, le=100, description="onecycle: peak learning rate (default: optimizer.lr).")
+    max_lr: float | None = Field(None, gt=0, le=100,
+                                 description="onecycle: peak learning rate (default: optimizer.lr).")
     factor: float = Field(0.1, gt=0, lt=1, description="plateau: decay factor.")
     patience: int = Field(3, ge=0, le=1_000_000, description="plateau: epochs without improvement before decaying.")
 

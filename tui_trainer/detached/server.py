@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import signal
 import socket
 import threading
 import time
@@ -329,12 +328,4 @@ class ControlServer:
                 self.path.unlink()
 
 
-def install_stop_signals(controls: Controls) -> None:
-    """SIGTERM and SIGINT save and stop; SIGHUP is ignored (the run outlives the terminal that started it)."""
-    def stop(signum: int, frame: Any) -> None:
-        controls.stop(save=True, reason=f"received {signal.Signals(signum).name}")
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)

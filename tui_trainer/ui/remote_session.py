@@ -9,13 +9,13 @@ let go of the run, which keeps training.
 
 from __future__ import annotations
 
-import shlex
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from tui_trainer.detached.client import RunClient, RunUnavailable
+from tui_trainer.detached.commands import run_command
 from tui_trainer.engine.controls import Command, Controls
 from tui_trainer.engine.events import RunFinished
 from tui_trainer.engine.runinfo import LIVE_STATES, RunInfo, effective_state, read_run_info
@@ -30,11 +30,7 @@ POLL_S = 0.1
 
 def attach_command(run_dir: str | Path) -> str:
     """The shell command that attaches to this run again."""
-    path = Path(run_dir)
-    folder, default = path.parent, Path("checkpoints")
-    same = folder == default or folder.resolve() == default.resolve()
-    where = "" if same else f" --checkpoint-dir {shlex.quote(str(folder))}"
-    return f"tui-trainer attach {shlex.quote(path.name)}{where}"
+    return run_command("attach", run_dir)
 
 
 class SocketControls(Controls):
