@@ -77,18 +77,6 @@ def init_process_group(context: Distributed, device: torch.device) -> bool:
     return True
 
 
-def shard(order: torch.Tensor, context: Distributed) -> torch.Tensor:
-    """This rank's share of an epoch's order, padded like DistributedSampler so every rank gets as many."""
-    import torch
-
-    size = len(order)
-    per_rank = -(-size // context.world_size)
-    padding = per_rank * context.world_size - size
-    if padding:
-        order = torch.cat([order, order[:padding]])
-    return order[context.rank::context.world_size]
-
-
 def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     import torch.distributed as dist
 
