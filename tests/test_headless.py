@@ -32,7 +32,7 @@ def test_plain_output_for_logs_then_resume_and_listing(tmp_path):
     assert [line.split()[1] for line in epoch_lines] == ["1/3", "2/3", "3/3"]
     progress_lines = [line for line in out.splitlines() if line.startswith("epoch ") and "val_loss" not in line]
     assert all(" loss " in line and "/24" in line for line in progress_lines), progress_lines
-    assert "finished: 3 epoch(s)" in out
+    assert "finished: after epoch 3 (step" in out
     assert "best (epoch" in out and "val_accuracy" in out
     (run_dir,) = checkpoints.iterdir()
     last = run_dir / "last.pt"
@@ -170,7 +170,7 @@ def test_rich_progress_on_a_terminal(tmp_path):
     os.close(leader)
     text = output.decode(errors="replace")
     assert process.returncode == 0, text
-    assert "epoch 3/3" in text and "finished: 3 epoch(s)" in text
+    assert "epoch 3/3" in text and "finished: after epoch 3 (step" in text
     assert "Traceback" not in text
 
 

@@ -168,8 +168,7 @@ class JsonReporter:
 
 def print_summary(result: RunFinished, out: TextIO) -> None:
     but = ", but last.pt could not be written" if result.last_unsaved else ""
-    lines = [f"{result.state}{but}: {result.last_epoch} epoch(s), "
-             f"{result.step} steps in {fmt.duration(result.elapsed_s)}"]
+    lines = [f"{result.state}{but}: {result.where()}, in {fmt.duration(result.elapsed_s)}"]
     if result.message:
         lines.append(f"  {result.message}")
     if result.best:

@@ -83,11 +83,36 @@ def test_states():
     assert {"running", "paused", "stopping"} <= set(RUN_STATES) - set(FINAL_STATES)
 
 
-@pytest.mark.parametrize("state, epoch, last_epoch", [("finished", 16, 15), ("stopped", 7, 7), ("failed", 3, 3)])
-def test_a_finished_run_names_the_last_epoch_it_trained(state, epoch, last_epoch):
-    finished = RunFinished(state=state, epoch=epoch, step=10, elapsed_s=1.0, best={}, last={}, best_epoch=None,
-                           checkpoint=None)
-    assert finished.last_epoch == last_epoch
+@pytest.mark.parametrize(("epochs", "stop_at", "epoch", "complete"), [
+    (3, None, 3, True),   # finished: the last epoch trained, not the next one
+    (3, 4, 1, True),      # stopped right at the end of epoch 1 (4 steps an epoch)
+    (3, 1, 1, False),     # stopped during epoch 1
+])
+def test_a_run_names_the_epoch_it_ended_in_as_its_checkpoints_do(make_config, run_trainer, epochs, stop_at, epoch,
+                                                                  complete):
+    from tui_trainer.engine.checkpoints import read_info
+
+    def handler(event, trainer):
+        if stop_at is not None and isinstance(event, Progress) and event.step == stop_at:
+            trainer.controls.stop()
+
+    config = make_config("iris-linear", epochs=epochs, data__batch_size=32, logging__every_steps=1)
+    finished, _, trainer = run_trainer(config, handler=handler)
+    assert (finished.epoch, finished.epoch_complete) == (epoch, complete)
+    assert read_info(trainer.run_dir / "last.pt").epoch == epoch
+    assert event_from_dict(finished.to_dict()).epoch == epoch  # what --json and the socket carry
+
+
+def test_run_json_ends_on_the_epoch_the_run_ended_in(tmp_path):
+    from tui_trainer.engine.runinfo import RunInfoWriter, read_run_info
+
+    writer = RunInfoWriter()
+    writer(RunStarted(run_id="r", run_dir=str(tmp_path), preset="p", task="classification", device="cpu",
+                      device_name="CPU", model="mlp", parameters=1, train_samples=10, val_samples=2, epochs=40,
+                      steps_per_epoch=10, total_steps=400, start_epoch=1, start_step=0, lr=0.1, config={}))
+    writer(RunFinished(state="stopped", epoch=12, step=120, elapsed_s=1.0, best={}, last={}, best_epoch=None,
+                       checkpoint=None))
+    assert read_run_info(tmp_path).epoch == 12  # what `tui-trainer runs` shows, as the checkpoints do
 
 
 def test_every_event_of_a_real_run_round_trips(make_config, run_trainer):

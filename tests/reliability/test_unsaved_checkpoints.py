@@ -213,7 +213,7 @@ def test_headless_on_a_full_disk_prints_one_line_per_failure_and_exits_1(checkpo
     assert "Traceback" not in text
     failures = [line for line in text.splitlines() if line.startswith("checkpoint not saved: ")]
     assert len(failures) >= 3 and all("the disk is full" in line for line in failures)
-    assert "finished, but last.pt could not be written: 2 epoch(s)" in text
+    assert "finished, but last.pt could not be written: after epoch 2 (step" in text
     (run_dir,) = checkpoint_dir.iterdir()
     (note,) = [line for line in text.splitlines() if line.startswith("  not saved: ")]
     for name in ("best.pt", "epoch-0001.pt", "epoch-0002.pt"):

@@ -1,5 +1,5 @@
 """The app names the epoch a run ended in as its checkpoints and run.json do: at an epoch's end, the epoch
-just completed (the engine's counter is on the next one by then), otherwise the one under way."""
+just completed, otherwise the one under way (RunFinished carries it so, with epoch_complete)."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ def progress(epoch: int, step: int) -> Progress:
                     samples_per_s=100.0, elapsed_s=1.0, eta_s=2.0)
 
 
-def finished(state: str, epoch: int, step: int) -> RunFinished:
+def finished(state: str, epoch: int, step: int, complete: bool = True) -> RunFinished:
     return RunFinished(state=state, epoch=epoch, step=step, elapsed_s=1.0, best={}, last={}, best_epoch=None,
-                       checkpoint="/tmp/r1/last.pt")
+                       checkpoint="/tmp/r1/last.pt", epoch_complete=complete)
 
 
 def end_line(view: RunView, *events) -> str:
@@ -46,8 +46,7 @@ def test_a_run_stopped_at_an_epochs_end_names_that_epoch_not_the_next():
         for epoch in range(1, epochs_done + 1):
             view.apply(progress(epoch, epoch * STEPS_PER_EPOCH))
             view.apply(epoch_end(epoch))
-        # The engine's counter moved on to epochs_done + 1 when the epoch ended.
-        text = end_line(view, finished("stopped", epochs_done + 1, epochs_done * STEPS_PER_EPOCH))
+        text = end_line(view, finished("stopped", epochs_done, epochs_done * STEPS_PER_EPOCH))
         assert text.startswith(f"Run stopped at epoch {epochs_done}, step {epochs_done * STEPS_PER_EPOCH:,} ")
         assert view.epoch == epochs_done
 
@@ -59,7 +58,8 @@ def test_a_run_stopped_inside_an_epoch_names_the_epoch_under_way():
         for done in range(1, epoch):
             view.apply(epoch_end(done))
         view.apply(progress(epoch, step))
-        assert end_line(view, finished("stopped", epoch, step)).startswith(f"Run stopped at epoch {epoch}, step")
+        assert end_line(view, finished("stopped", epoch, step, complete=False)).startswith(
+            f"Run stopped at epoch {epoch}, step")
 
 
 def test_a_finished_or_failed_run_at_an_epochs_end_names_its_last_epoch():
@@ -68,7 +68,7 @@ def test_a_finished_or_failed_run_at_an_epochs_end_names_its_last_epoch():
         view.apply(started(epochs=40, total_steps=400))
         for epoch in range(1, epochs + 1):
             view.apply(epoch_end(epoch))
-        text = end_line(view, finished(state, epochs + 1, epochs * STEPS_PER_EPOCH))
+        text = end_line(view, finished(state, epochs, epochs * STEPS_PER_EPOCH))
         assert text.startswith(f"Run {state} at epoch {epochs}, ")
 
 
@@ -81,7 +81,7 @@ def test_a_run_resumed_at_an_epochs_end_and_stopped_at_once_names_the_epoch_it_r
                                    history=start_history))
         assert lines[-1].text.startswith("Resumed at epoch 12, step 120,")
         assert (view.epoch, view.epoch_step) == (12, STEPS_PER_EPOCH), "epoch 12 shows as done, not 13 as begun"
-        assert end_line(view, finished("stopped", 13, 120)).startswith("Run stopped at epoch 12, step 120 ")
+        assert end_line(view, finished("stopped", 12, 120)).startswith("Run stopped at epoch 12, step 120 ")
 
 
 def test_a_run_resumed_inside_an_epoch_names_the_epoch_under_way():
@@ -112,5 +112,5 @@ async def test_stopping_a_run_loaded_at_an_epochs_end_says_the_epoch_its_checkpo
     last = read_info(Path(session.view.run_dir) / "last.pt")
     assert last.epoch == read_info(epoch_one).epoch == 1
     assert session.view.epoch == 1
-    assert any(line.startswith(f"{session.view.run_id}: stopped at epoch 1, step {last.step:,};")
+    assert any(line.startswith(f"{session.view.run_id}: stopped after epoch 1 (step {last.step:,});")
                for line in closing_lines(app)), closing_lines(app)

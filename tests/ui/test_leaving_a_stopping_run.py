@@ -84,4 +84,4 @@ async def test_d_and_n_on_a_run_saving_and_stopping_ask_nothing_and_leave_it_sto
             await wait_for(pilot, lambda: showing(app, SetupScreen), "the setup screen once it has stopped",
                            timeout=30)
         assert session.result is not None and session.result.state == "stopped"
-        assert closing_lines(app)[0].startswith(f"{info.run_id}: stopped at epoch")
+        assert closing_lines(app)[0].startswith(f"{info.run_id}: stopped ") and "epoch" in closing_lines(app)[0]

@@ -71,8 +71,8 @@ def test_the_finish_line_gives_the_best_metric_in_its_own_terms():
         view = RunView()
         view.apply(started(config={"checkpoint": {"monitor": monitor}}))
         lines = view.apply(RunFinished(state="finished", epoch=6, step=60, elapsed_s=0.4, best={monitor: best},
-                                       last={}, best_epoch=6, checkpoint="/tmp/r1/last.pt"))  # epoch: the next one
-        assert lines[0].text.startswith("Run finished at epoch 5, step 60 after 0:00:00.4")
+                                       last={}, best_epoch=6, checkpoint="/tmp/r1/last.pt"))
+        assert lines[0].text.startswith("Run finished at epoch 6, step 60 after 0:00:00.4")
         assert shown in lines[0].text
 
 

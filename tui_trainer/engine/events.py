@@ -147,6 +147,8 @@ class RunFinished(Event):
     state: str
     """finished, stopped or failed."""
     epoch: int
+    """The epoch the run ended in, as its checkpoints and run.json name it: at an epoch's end (epoch_complete)
+    the one just completed (40 for a finished 40-epoch run), else the one under way."""
     step: int
     elapsed_s: float
     best: dict[str, float]
@@ -170,12 +172,14 @@ class RunFinished(Event):
             return ""
         names = ", ".join(self.unsaved)
         return f"not saved: {names}" + (" (the run's end is not on disk)" if self.last_unsaved else "")
+    epoch_complete: bool = True
+    """The run ended at an epoch's end (not partway through `epoch`)."""
 
-    @property
-    def last_epoch(self) -> int:
-        """The epoch the run ended in: the last one trained when it finished (epoch is then the next one),
-        the one under way when it stopped or failed."""
-        return self.epoch - 1 if self.state == "finished" else self.epoch
+    def where(self) -> str:
+        """Where in the run it ended: "after epoch 12 (step 1,536)" or "during epoch 13, at step 1,540"."""
+        if self.epoch_complete:
+            return f"after epoch {self.epoch} (step {self.step:,})"
+        return f"during epoch {self.epoch}, at step {self.step:,}"
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

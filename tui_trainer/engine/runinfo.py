@@ -307,7 +307,7 @@ class RunInfoWriter:
                 self._write_later(wait_s)
                 return
         elif isinstance(event, RunFinished):
-            self.info.state, self.info.step = event.state, event.step
+            self.info.state, self.info.step, self.info.epoch = event.state, event.step, event.epoch
             self.info.reason = " ".join(part for part in (event.message, event.unsaved_note()) if part)
             if event.checkpoint:
                 self.info.last_checkpoint = event.checkpoint

@@ -328,7 +328,8 @@ class Trainer:
         self._set_state(state, message)
         self.records.close()
         finished = RunFinished(
-            state=state, epoch=self.epoch, step=self.step, elapsed_s=self.clock.elapsed_s(),
+            state=state, epoch=self.epoch - 1 if self.position == 0 else self.epoch, epoch_complete=self.position == 0,
+            step=self.step, elapsed_s=self.clock.elapsed_s(),
             best=dict(self.best.metrics), last=self.metrics.last, best_epoch=self.best.epoch,
             checkpoint=self.saves.last_checkpoint, message=message, unsaved=list(self.saves.unsaved),
         )

@@ -869,8 +869,7 @@ def closing_lines(app: TrainerApp) -> list[str]:
             view.apply(event)
         name = view.run_id or session.name
         if result is not None and result.checkpoint:
-            epoch = view.epoch_of(result.epoch, result.step, result.state)
-            lines.append(f"{name}: {result.state} at epoch {epoch}, step {result.step:,}; last checkpoint "
+            lines.append(f"{name}: {result.state} {result.where()}; last checkpoint "
                          f"{result.checkpoint}")
         elif isinstance(session, RemoteSession) and session.detached and result is None and session.ending is None:
             if session.stop_requested:

@@ -124,13 +124,6 @@ class RunView:
     def active(self) -> bool:
         return self.state not in ENDED_STATES
 
-    def epoch_of(self, epoch: int, step: int, state: str = "") -> int:
-        """The epoch a run at the engine's (epoch, step) is in, as its checkpoints and run.json name it: the
-        one under way, or at an epoch's end the one just completed (the engine's counter is on the next one
-        then; a finished run always ends at an epoch's end)."""
-        at_end = state == "finished" or step == self.epoch_end_step
-        return max(0, epoch - 1) if at_end else epoch
-
     @property
     def optimizer_name(self) -> str:
         return str(self.config.get("optimizer", {}).get("name", ""))
@@ -287,7 +280,7 @@ class RunView:
         self.finished = event
         self.state, self.elapsed_s, self.eta_s = event.state, event.elapsed_s, None
         self.last_checkpoint = event.checkpoint or self.last_checkpoint
-        self.epoch, self.step = self.epoch_of(event.epoch, event.step, event.state), event.step
+        self.epoch, self.step = event.epoch, event.step  # named as its checkpoints name it
         monitor = self.config.get("checkpoint", {}).get("monitor", "val_loss")
         text = (f"Run {event.state} at epoch {self.epoch}, step {event.step:,} "
                 f"after {fmt.duration(event.elapsed_s)}")
