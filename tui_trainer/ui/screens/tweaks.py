@@ -75,9 +75,10 @@ class TweakPanel(ModalScreen[dict[str, float] | None]):
 
     def show_step(self, step: int) -> None:
         """The run went on while the panel is open: name the step the status line names."""
-        if step != self.step and self.is_mounted:
+        if step != self.step:
             self.step = step
-            self.query_one("#tweak-title", Label).update(literal(self._title()))
+            for title in self.query("#tweak-title").results(Label):  # none yet while composing, or once closing
+                title.update(literal(self._title()))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._check()
