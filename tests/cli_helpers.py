@@ -40,3 +40,19 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: 
     assert "Traceback" not in result.stderr + result.stdout
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+def run_main(argv: list[str]) -> tuple[int, str, str]:
+    """`tui-trainer ARGV` in this process: (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from tui_trainer.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+    return code, stdout.getvalue(), stderr.getvalue()

@@ -74,6 +74,21 @@ def plant_run_json(folder: Path, process: psutil.Process | None = None, **fields
     return folder / RUN_FILE
 
 
+def hold_run_folder(folder: Path) -> subprocess.Popen:
+    """A stand-in engine: a `tui-trainer` process of ours holding folder's record open and locked, as a run does
+    for its life, with a run.json naming it; SIGTERM makes it exit 42."""
+    (folder / RECORD_FILE).write_text("{}")
+    engine = subprocess.Popen(
+        ["bash", "-c", f'exec -a tui-trainer {sys.executable} -c "$0" "$1"',
+         "import fcntl, os, signal, sys, time\n"
+         "fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "signal.signal(signal.SIGTERM, lambda *a: os._exit(42)); print('ready', flush=True); time.sleep(60)",
+         str(folder / RECORD_FILE)], stdout=subprocess.PIPE, text=True)
+    assert engine.stdout.readline().strip() == "ready"
+    plant_run_json(folder, psutil.Process(engine.pid))
+    return engine
+
+
 def cli(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -133,16 +148,8 @@ def test_stop_signals_the_process_that_holds_the_run_folder(tmp_path):
     """The proof that holds: a tui-trainer process of ours, started when run.json says, holding the run
     folder's record (and lock) open; it gets the SIGTERM that makes a run save and stop."""
     folder = run_folder(tmp_path)
-    (folder / RECORD_FILE).write_text("{}")
-    engine = subprocess.Popen(
-        ["bash", "-c", f'exec -a tui-trainer {sys.executable} -c "$0" "$1"',
-         "import fcntl, os, signal, sys, time\n"
-         "fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX)\n"
-         "signal.signal(signal.SIGTERM, lambda *a: os._exit(42)); print('ready', flush=True); time.sleep(60)",
-         str(folder / RECORD_FILE)], stdout=subprocess.PIPE, text=True)
+    engine = hold_run_folder(folder)
     try:
-        assert engine.stdout.readline().strip() == "ready"
-        plant_run_json(folder, psutil.Process(engine.pid))
         code, out, err = cli("stop", "run-a", "--checkpoint-dir", str(tmp_path))
         assert code == 0 and "asked run run-a" in out, err
         assert engine.wait(10) == 42
@@ -359,16 +366,8 @@ def test_stop_refuses_a_folder_whose_record_is_a_link_to_a_live_runs(tmp_path, p
     """A copy of a live run's run.json, in a folder whose record (or which itself) is a link to that run's: the
     engine holds the record the link resolves to, but this folder is not its run folder."""
     folder = run_folder(tmp_path / "real")
-    (folder / RECORD_FILE).write_text("{}")
-    engine = subprocess.Popen(
-        ["bash", "-c", f'exec -a tui-trainer {sys.executable} -c "$0" "$1"',
-         "import fcntl, os, signal, sys, time\n"
-         "fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX)\n"
-         "signal.signal(signal.SIGTERM, lambda *a: os._exit(42)); print('ready', flush=True); time.sleep(60)",
-         str(folder / RECORD_FILE)], stdout=subprocess.PIPE, text=True)
+    engine = hold_run_folder(folder)
     try:
-        assert engine.stdout.readline().strip() == "ready"
-        plant_run_json(folder, psutil.Process(engine.pid))
         plant = tmp_path / "plant"
         plant.mkdir()
         if planted == "record":

@@ -4,8 +4,6 @@ version 99 are each refused with their own message, the command never runs, and 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 import subprocess
@@ -15,7 +13,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Static
 
-from tests.cli_helpers import ROOT, cli_env
+from tests.cli_helpers import ROOT, cli_env, run_main
 from tests.reliability.app_helpers import (
     BAD_KINDS,
     Tally,
@@ -32,7 +30,6 @@ from tests.ui.conftest import (  # noqa: F401
     start_training,
     wait_for,
 )
-from tui_trainer.cli import main
 from tui_trainer.launch import LaunchOptions
 from tui_trainer.ui.app import TrainerApp
 from tui_trainer.ui.screens.checkpoints import LoadPanel
@@ -148,16 +145,6 @@ async def test_the_app_opened_on_a_crafted_file_refuses_it_and_stays(folder, bad
                 await wait_for(pilot, lambda app=app: not app.is_running, "the app to quit")
             assert app.return_code in (None, 0)
             assert not marker.exists()
-
-
-def run_main(argv: list[str]) -> tuple[int, str, str]:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            code = main(argv)
-        except SystemExit as exit_:
-            code = exit_.code
-    return code, stdout.getvalue(), stderr.getvalue()
 
 
 def test_headless_resume_refuses_each_bad_file_with_one_line(bad, marker, tmp_path):

@@ -4,8 +4,6 @@ exact module and factory. The program's own imports never come from the user's c
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
 import subprocess
@@ -18,10 +16,9 @@ import pytest
 import torch
 from pydantic import BaseModel, Field
 
-from tests.cli_helpers import cli_env
+from tests.cli_helpers import cli_env, run_main
 from tests.reliability.app_helpers import good_checkpoint
 from tests.ui.conftest import _no_training_thread_left, driving, make_app, showing, wait_for  # noqa: F401
-from tui_trainer.cli import main
 from tui_trainer.config import UntrustedCode, import_targets
 from tui_trainer.launch import LaunchOptions, resolve_config
 from tui_trainer.ui.app import TrainerApp
@@ -74,16 +71,6 @@ def with_model(good: Path, folder: Path, model: dict, name: str = "imports.pt") 
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(payload, folder / name)
     return folder / name
-
-
-def run_main(argv: list[str]) -> tuple[int, str, str]:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            code = main(argv)
-        except SystemExit as exit_:
-            code = exit_.code
-    return code, stdout.getvalue(), stderr.getvalue()
 
 
 def planted_command(marker: Path) -> dict:
