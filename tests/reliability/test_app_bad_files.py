@@ -190,6 +190,26 @@ def test_checkpoints_listing_names_each_refusal(bad, marker):
         assert not marker.exists()
 
 
+async def refused_while_training(folder: Path, name: str, payload: dict, refusal: str) -> None:
+    """Save payload as folder/name, choose it in the load panel while a run trains: the panel says `refusal`,
+    and the run is neither stopped nor replaced."""
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    torch.save(payload, path)
+    app = make_app(folder)
+    async with driving(app) as pilot:
+        await start_training(app, pilot)
+        session = app.session
+        press(app, "l")
+        await wait_for(pilot, lambda: showing(app, LoadPanel) and str(path) in app.screen.infos, "the listing")
+        panel = app.screen
+        await choose_row(app, pilot, path)
+        await wait_for(pilot, lambda: refusal in panel_status(panel), "the refusal")
+        assert app.screen is panel and app.session is session and session.active and not session.stop_requested
+
+
 @pytest.mark.parametrize("damage", ["trainer", "rng", "history"])
 async def test_the_load_panel_checks_what_a_resume_uses_before_stopping_the_run(folder, good, damage):
     """A file whose metadata lists fine but whose trainer state, random state or history would fail the resume
@@ -203,19 +223,7 @@ async def test_the_load_panel_checks_what_a_resume_uses_before_stopping_the_run(
         payload["rng"] = {"torch": torch.zeros(3, dtype=torch.uint8)}
     else:
         payload["history_json"] = "not json ["
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"damaged-{damage}.pt"
-    torch.save(payload, path)
-    app = make_app(folder)
-    async with driving(app) as pilot:
-        await start_training(app, pilot)
-        session = app.session
-        press(app, "l")
-        await wait_for(pilot, lambda: showing(app, LoadPanel) and str(path) in app.screen.infos, "the listing")
-        panel = app.screen
-        await choose_row(app, pilot, path)
-        await wait_for(pilot, lambda: f"Cannot load: {path}" in panel_status(panel), "the refusal")
-        assert app.screen is panel and app.session is session and session.active and not session.stop_requested
+    await refused_while_training(folder, f"damaged-{damage}.pt", payload, "Cannot load: ")
 
 
 @pytest.mark.parametrize("damage", ["model-shape", "optimizer-groups"])
@@ -228,16 +236,4 @@ async def test_the_load_panel_checks_the_file_fits_its_model_before_stopping_the
         payload["model"][key] = torch.zeros(7, 7)
     else:
         payload["optimizer"]["param_groups"].append(dict(payload["optimizer"]["param_groups"][0]))
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{damage}.pt"
-    torch.save(payload, path)
-    app = make_app(folder)
-    async with driving(app) as pilot:
-        await start_training(app, pilot)
-        session = app.session
-        press(app, "l")
-        await wait_for(pilot, lambda: showing(app, LoadPanel) and str(path) in app.screen.infos, "the listing")
-        panel = app.screen
-        await choose_row(app, pilot, path)
-        await wait_for(pilot, lambda: "does not fit" in panel_status(panel), "the refusal")
-        assert app.screen is panel and app.session is session and session.active and not session.stop_requested
+    await refused_while_training(folder, f"{damage}.pt", payload, "does not fit")

@@ -1,12 +1,10 @@
 """Fuzzed command lines: each one either runs or exits 2 with one line, never a traceback."""
 
-import contextlib
-import io
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tui_trainer.cli import main
+from tests.cli_helpers import run_main
 
 FLAGS = ["--epochs", "--max-steps", "--lr", "--optimizer", "--loss", "--model", "--batch-size", "--device",
          "--seed", "--precision"]
@@ -56,18 +54,13 @@ def test_fuzzed_command_lines_run_or_exit_2_with_one_line(tmp_path, flags, sets)
         argv += ["--max-steps", "3"]
     if "--epochs" not in argv:
         argv += ["--epochs", "1"]
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            code = main(argv)
-        except SystemExit as exit_:
-            code = exit_.code
+    code, out, err = run_main(argv)
     TRIED["count"] += 1
-    text = stdout.getvalue() + stderr.getvalue()
+    text = out + err
     assert "Traceback" not in text
     if code == 2:
         TRIED["bad_input"] += 1
-        assert len(stderr.getvalue().strip().splitlines()) == 1, stderr.getvalue()
+        assert len(err.strip().splitlines()) == 1, err
     else:
         assert code in (0, 1), (code, text)  # 1: the run itself failed (a huge lr gives a non-finite loss)
         TRIED["ran" if code == 0 else "failed"] += 1
