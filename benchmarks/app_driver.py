@@ -34,7 +34,7 @@ async def _drive(options: LaunchOptions, timeout_s: float, size: tuple[int, int]
         deadline = time.monotonic() + timeout_s
         started = None
         while time.monotonic() < deadline:
-            session = app.session
+            session = app.handle
             if started is None and session is not None and session.view.step > 0:
                 # Training is under way: from here on, how much CPU does the UI's own thread take?
                 started = (time.monotonic(), _thread_cpu_s())
@@ -42,7 +42,7 @@ async def _drive(options: LaunchOptions, timeout_s: float, size: tuple[int, int]
                 break
             await asyncio.sleep(POLL_S)
         ended = (time.monotonic(), _thread_cpu_s())
-        session = app.session
+        session = app.handle
         if session is None or session.result is None or started is None:
             raise RuntimeError("the app's run did not finish")
         result = session.result
@@ -93,7 +93,7 @@ async def _drive_attached(run_dir: str, timeout_s: float, size: tuple[int, int])
         deadline = time.monotonic() + timeout_s
         first = None
         while time.monotonic() < deadline:
-            session = app.session
+            session = app.handle
             view = session.view if session is not None else None
             if first is None and view is not None and view.elapsed_s is not None:
                 # The first progress drawn after attaching: the rate is measured from here, by the engine's clock.
@@ -102,7 +102,7 @@ async def _drive_attached(run_dir: str, timeout_s: float, size: tuple[int, int])
                 break
             await asyncio.sleep(POLL_S)
         ended = (time.monotonic(), _thread_cpu_s())
-        finished = app.session.view.finished if app.session is not None else None
+        finished = app.handle.view.finished if app.handle is not None else None
         if finished is None or first is None or finished.state != "finished":
             raise RuntimeError("the detached run did not finish under the app")
         await pilot.pause(0.2)

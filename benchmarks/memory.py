@@ -16,8 +16,8 @@ import time
 import psutil
 from common import report
 
-from tui_trainer.engine.metrics import Series
 from tui_trainer.engine.trainer import RunHistory
+from tui_trainer.ui.series import Series
 
 
 def rss_mb() -> float:

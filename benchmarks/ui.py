@@ -109,7 +109,7 @@ async def app_cpu_and_latency(folder: Path, window_s: float, in_thread: bool) ->
     by default it trains in an engine process, and the latency runs from the event's arrival from the
     engine's socket (the hop before it is a local socket write)."""
     from tui_trainer.ui.app import TrainerApp
-    from tui_trainer.ui.session import Session
+    from tui_trainer.ui.handle import Session
 
     config = workload_config("small", str(folder / "ck"), epochs=100000)
     preset = folder / "ui-bench.yaml"
@@ -136,9 +136,9 @@ async def app_cpu_and_latency(folder: Path, window_s: float, in_thread: bool) ->
 
         Session.on_event = stamped  # where a run's events enter the app: stamps each progress event
         app.setup_screen.action_start()
-        while app.session is None:  # an engine process takes a few seconds to start
+        while app.handle is None:  # an engine process takes a few seconds to start
             await pilot.pause(0.05)
-        session = app.session
+        session = app.handle
         while app.dashboard is None or session.view.step == 0:
             await pilot.pause(0.05)
         dashboard = app.dashboard
@@ -161,7 +161,7 @@ async def app_cpu_and_latency(folder: Path, window_s: float, in_thread: bool) ->
             figures["latency_ms_p50"] = 1000 * latencies[len(latencies) // 2]
             figures["latency_ms_p95"] = 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))]
 
-        app.action_toggle_pause()
+        app.dashboard.action_pause()
         while session.view.state != "paused":
             await pilot.pause(0.05)
         await pilot.pause(1.0)

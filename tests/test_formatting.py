@@ -9,7 +9,7 @@ import pytest
 
 from tui_trainer import formatting as fmt
 from tui_trainer.engine.events import CheckpointSaved, EpochEnded, RunStarted
-from tui_trainer.engine.runinfo import RunInfo
+from tui_trainer.runs.registry import RunInfo
 
 
 @pytest.mark.parametrize(("num_bytes", "shown"), [(0, "0 B"), (1023, "1023 B"), (2048, "2.0 KiB"),
@@ -42,8 +42,9 @@ def started_event(run_dir: str) -> RunStarted:
 def test_an_accuracy_and_a_size_read_the_same_in_every_view(tmp_path, capsys, monkeypatch):
     from tui_trainer import listing
     from tui_trainer.cli import main
-    from tui_trainer.engine import checkpoints, runinfo
+    from tui_trainer.engine import checkpoints
     from tui_trainer.headless import PlainReporter
+    from tui_trainer.runs import registry as runinfo
     from tui_trainer.ui.run_view import RunView
 
     epoch = EpochEnded(epoch=1, step=2, train={"train_loss": 0.5, "train_accuracy": 0.9}, lr=0.01, elapsed_s=1.0,

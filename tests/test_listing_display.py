@@ -213,7 +213,7 @@ def test_checkpoint_metadata_is_shown_as_written(tmp_path, capsys, fake_checkpoi
 
 @pytest.fixture
 def fake_runs(monkeypatch):
-    from tui_trainer.engine import runinfo
+    from tui_trainer.runs import registry as runinfo
 
     def install(*infos):
         monkeypatch.setattr(runinfo, "list_runs", lambda folder: list(infos))
@@ -223,7 +223,7 @@ def fake_runs(monkeypatch):
 
 def test_runs_are_shown_as_written(tmp_path, capsys, fake_runs, wide, monkeypatch):
     from tui_trainer import listing
-    from tui_trainer.engine.runinfo import RunInfo
+    from tui_trainer.runs.registry import RunInfo
 
     texts = MARKUP + CONTROLS
     runs = []
@@ -268,7 +268,7 @@ def test_no_runs_names_the_folder_as_written(tmp_path, capsys, name):
 
 def test_runs_say_why_a_run_ended_badly_and_why_a_record_is_unreadable(tmp_path, capsys, wide):
     from tui_trainer.engine.events import RunFinished, RunStarted
-    from tui_trainer.engine.runinfo import RunInfoWriter
+    from tui_trainer.runs.registry import RunInfoWriter
 
     run_dir = tmp_path / "iris-1"
     run_dir.mkdir()

@@ -8,9 +8,9 @@ import pytest
 
 from tui_trainer import listing
 from tui_trainer.cli import main
-from tui_trainer.engine import runinfo
-from tui_trainer.engine.runinfo import RunInfo
 from tui_trainer.listing import RUN_COLUMNS
+from tui_trainer.runs import registry as runinfo
+from tui_trainer.runs.registry import RunInfo
 from tui_trainer.text import printable
 
 LONG_ID = "digits-cnn-with-a-long-name-for-an-experiment-20261201-101500-from-s12345"

@@ -131,7 +131,7 @@ def print_runs(folder: str, as_json: bool = False) -> int:
     to cut (a tab or line break inside a field is escaped, so every run is one line and every id whole)."""
     import sys
 
-    from tui_trainer.engine.runinfo import list_runs
+    from tui_trainer.runs.registry import list_runs
 
     runs = list_runs(folder)
     if as_json:

@@ -24,8 +24,8 @@ from tui_trainer.engine.events import (
     StateChanged,
 )
 from tui_trainer.engine.metrics import read_metrics
-from tui_trainer.engine.runinfo import find_run, list_runs, read_run_info
 from tui_trainer.launch import LaunchOptions
+from tui_trainer.runs.registry import find_run, list_runs, read_run_info
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from tui_trainer.detached.protocol import MAX_COMMAND_BYTES, encode, read_lines,
 from tui_trainer.detached.server import MAX_CLIENTS, ControlServer, EventHub
 from tui_trainer.engine.controls import Controls, Pause, Save, SetHyperparameters
 from tui_trainer.engine.events import Progress, RunFinished, StateChanged, Warning
-from tui_trainer.engine.runinfo import RunInfo
+from tui_trainer.runs.registry import RunInfo
 
 WAIT_S = 10
 

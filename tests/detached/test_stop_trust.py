@@ -23,8 +23,8 @@ import pytest
 
 from tui_trainer.cli import main
 from tui_trainer.detached.commands import attach_target, is_tui_trainer_command, stop_run
-from tui_trainer.engine.run_folder import RECORD_FILE
-from tui_trainer.engine.runinfo import (
+from tui_trainer.runs.folder import RECORD_FILE
+from tui_trainer.runs.registry import (
     RUN_FILE,
     RUN_FILE_MAX_BYTES,
     UNREADABLE,
@@ -342,7 +342,7 @@ def test_a_stale_socket_is_removed_only_when_it_is_ours_and_a_socket(tmp_path):
     import socket as sockets
 
     from tui_trainer.detached.client import clean_stale_socket
-    from tui_trainer.engine.runinfo import RunInfo
+    from tui_trainer.runs.registry import RunInfo
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -18,7 +18,7 @@ from tui_trainer.engine.checkpoints import load_checkpoint
 from tui_trainer.engine.controls import Pause, Resume, Save, SetHyperparameters, Stop
 from tui_trainer.engine.events import CheckpointSaved, HyperparametersChanged, Progress, StateChanged
 from tui_trainer.engine.metrics import read_metrics
-from tui_trainer.engine.runinfo import list_runs
+from tui_trainer.runs.registry import list_runs
 
 pytestmark = pytest.mark.slow
 

@@ -104,7 +104,7 @@ def test_a_run_names_the_epoch_it_ended_in_as_its_checkpoints_do(make_config, ru
 
 
 def test_run_json_ends_on_the_epoch_the_run_ended_in(tmp_path):
-    from tui_trainer.engine.runinfo import RunInfoWriter, read_run_info
+    from tui_trainer.runs.registry import RunInfoWriter, read_run_info
 
     writer = RunInfoWriter()
     writer(RunStarted(run_id="r", run_dir=str(tmp_path), preset="p", task="classification", device="cpu",

@@ -6,7 +6,8 @@ import json
 import math
 import random
 
-from tui_trainer.engine.metrics import MetricsLog, Series, ema, read_metrics
+from tui_trainer.engine.metrics import MetricsLog, read_metrics
+from tui_trainer.ui.series import Series
 
 
 def filled(count: int, max_points: int = 256, seed: int = 0) -> tuple[Series, list[float]]:
@@ -78,13 +79,6 @@ def test_view_cost_does_not_grow_with_the_run():
     large, _ = filled(300_000, max_points=512)
     assert len(large._xs) <= 2 * large.max_buckets + 4
     assert len(large.view(400)[0]) <= 401 and len(small.view(400)[0]) <= 401
-
-
-def test_ema():
-    assert ema([]) == []
-    assert ema([1.0, 1.0, 1.0]) == [1.0, 1.0, 1.0]
-    smoothed = ema([0.0, 10.0], weight=0.6)
-    assert smoothed == [0.0, 4.0]
 
 
 def test_metrics_log_appends_one_object_per_line(tmp_path):

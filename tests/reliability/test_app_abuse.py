@@ -53,7 +53,7 @@ async def quit_saving(app: TrainerApp, pilot) -> None:
 
 def assert_every_run_saved(app: TrainerApp) -> None:
     assert app._exception is None and app.return_code in (None, 0)
-    for session in app.sessions:
+    for session in app.handles:
         assert not session.active, "a training thread outlived the app"
         if session.result is not None and session.view.run_dir:
             last = Path(session.view.run_dir) / "last.pt"
@@ -88,7 +88,7 @@ async def test_a_resize_storm_while_training(folder):
     app = make_app(folder)
     async with driving(app, size=(200, 60)) as pilot:
         await start_training(app, pilot)
-        session = app.session
+        session = app.handle
         sizes = storm(rounds=2, seed=7)
         for index, (width, height) in enumerate(sizes):
             with TALLY.attempt("8 abuse", "resize storm: sizes"):
@@ -162,9 +162,9 @@ async def test_random_keys_for_a_long_stretch_while_training(folder):
             assert alive(app)
             await quit_saving(app, pilot)
             assert_every_run_saved(app)
-            assert any(session.result is not None and session.view.run_dir for session in app.sessions)
+            assert any(session.result is not None and session.view.run_dir for session in app.handles)
     print(f"{len(typed)} random keys; screens after each: {dict(screens)}; "
-          f"runs: {[session.result.state for session in app.sessions if session.result]}")
+          f"runs: {[session.result.state for session in app.handles if session.result]}")
 
 
 # ---------------------------------------------------------------- loading while a save is pending
@@ -194,7 +194,7 @@ async def save_earlier(app, pilot, gate: threading.Event) -> Path:
     app.screen.query_one("#save-name").value = "earlier"
     await pilot.pause(0.05)
     press(app, "enter")
-    earlier = Path(app.session.view.run_dir) / "earlier.pt"
+    earlier = Path(app.handle.view.run_dir) / "earlier.pt"
     await wait_for(pilot, lambda: earlier.is_file() and isinstance(app.screen, DashboardScreen), "earlier.pt")
     gate.clear()
     return earlier
@@ -216,7 +216,7 @@ async def test_loading_while_a_save_is_being_written(folder, slow_save, how):
     with TALLY.attempt("8 abuse", f"load while a save is pending: {how}"):
         async with driving(app) as pilot:
             await start_training(app, pilot)
-            first = app.session
+            first = app.handle
             earlier = await save_earlier(app, pilot, gate)
             press(app, "s")
             await wait_for(pilot, lambda: showing(app, SavePanel), "the save panel")
@@ -237,13 +237,13 @@ async def test_loading_while_a_save_is_being_written(folder, slow_save, how):
                 await pilot.pause(0.5)
                 press(app, "enter")
             await choose_in_load_panel(app, pilot, earlier)
-            await wait_for(pilot, lambda: "saving last.pt" in app.dashboard.note or app.session is not first,
+            await wait_for(pilot, lambda: "saving last.pt" in app.dashboard.note or app.handle is not first,
                            "the old run to be stopping")
             assert first.active, "the run waits for its save before it stops"
             gate.set()
-            await wait_for(pilot, lambda: app.session is not first and app.session.view.state == "paused",
+            await wait_for(pilot, lambda: app.handle is not first and app.handle.view.state == "paused",
                            "the loaded run, paused", timeout=30)
-            loaded = app.session
+            loaded = app.handle
             assert loaded.resume_from == str(earlier)
             assert not first.active and first.result.state == "stopped"
             manual = load_checkpoint(pending)

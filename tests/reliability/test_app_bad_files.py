@@ -80,7 +80,7 @@ async def test_the_load_panel_refuses_each_bad_file_while_the_run_goes_on(folder
     app = make_app(folder)
     async with driving(app) as pilot:
         await start_training(app, pilot)
-        session = app.session
+        session = app.handle
         press(app, "l")
         await wait_for(pilot, lambda: showing(app, LoadPanel) and len(app.screen.infos) == len(bad) + 1,
                        "every file listed")
@@ -97,7 +97,7 @@ async def test_the_load_panel_refuses_each_bad_file_while_the_run_goes_on(folder
                                f"the panel's message for {kind}")
                 messages[kind] = panel_status(panel)
                 assert BAD_KINDS[kind] in messages[kind] and "\n" not in messages[kind].strip()
-                assert app.screen is panel and app.session is session and session.active
+                assert app.screen is panel and app.handle is session and session.active
                 assert not marker.exists(), "a command in the file ran"
         assert len(set(messages.values())) == len(bad), "each kind of file has its own message"
         step = session.trainer.step
@@ -125,7 +125,7 @@ async def test_a_file_replaced_after_listing_is_still_refused(folder, bad, good,
             await choose_row(app, pilot, target)
             await wait_for(pilot, lambda: "Cannot load" in panel_status(panel), "the panel's message")
             assert BAD_KINDS[kind] in panel_status(panel)
-            assert app.screen is panel and app.session is None
+            assert app.screen is panel and app.handle is None
             assert not marker.exists(), "a command in the file ran"
             await pilot.press("escape")
             assert isinstance(app.screen, SetupScreen)
@@ -140,7 +140,7 @@ async def test_the_app_opened_on_a_crafted_file_refuses_it_and_stays(folder, bad
                                "the refusal")
                 note = next(note for note in app._notifications if note.title == "Cannot resume")
                 assert BAD_KINDS[kind] in note.message
-                assert isinstance(app.screen, SetupScreen) and app.session is None
+                assert isinstance(app.screen, SetupScreen) and app.handle is None
                 await pilot.press("ctrl+q")
                 await wait_for(pilot, lambda app=app: not app.is_running, "the app to quit")
             assert app.return_code in (None, 0)
@@ -201,13 +201,13 @@ async def refused_while_training(folder: Path, name: str, payload: dict, refusal
     app = make_app(folder)
     async with driving(app) as pilot:
         await start_training(app, pilot)
-        session = app.session
+        session = app.handle
         press(app, "l")
         await wait_for(pilot, lambda: showing(app, LoadPanel) and str(path) in app.screen.infos, "the listing")
         panel = app.screen
         await choose_row(app, pilot, path)
         await wait_for(pilot, lambda: refusal in panel_status(panel), "the refusal")
-        assert app.screen is panel and app.session is session and session.active and not session.stop_requested
+        assert app.screen is panel and app.handle is session and session.active and not session.stop_requested
 
 
 @pytest.mark.parametrize("damage", ["trainer", "rng", "history"])

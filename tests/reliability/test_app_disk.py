@@ -44,16 +44,16 @@ async def open_save_panel(app, pilot, name: str, where: Path | None = None) -> S
 async def save_first(app, pilot) -> Path:
     await open_save_panel(app, pilot, "first")
     press(app, "enter")
-    first = Path(app.session.view.run_dir) / "first.pt"
+    first = Path(app.handle.view.run_dir) / "first.pt"
     await wait_for(pilot, lambda: first.is_file() and isinstance(app.screen, DashboardScreen), "first.pt")
     return first
 
 
 async def run_goes_on(app, pilot) -> None:
-    trainer = app.session.trainer
+    trainer = app.handle.trainer
     step = trainer.step
     await wait_for(pilot, lambda: trainer.step > step + 5, "the run to go on")
-    assert app.session.active and app.session.view.state == "running"
+    assert app.handle.active and app.handle.view.state == "running"
 
 
 async def test_a_folder_that_cannot_exist_is_reported_in_the_panel(folder, tmp_path):
@@ -79,7 +79,7 @@ async def test_a_folder_that_cannot_exist_is_reported_in_the_panel(folder, tmp_p
                 await wait_for(pilot, lambda: showing(app, DashboardScreen), "the dashboard")
                 assert file_digest(first) == digest
                 assert blocker.read_text() == "not a folder"
-        session = app.session
+        session = app.handle
     with TALLY.attempt("7 disk", "after the refusals: last.pt on quit, first.pt intact"):
         assert load_checkpoint(Path(session.view.run_dir) / "last.pt")["meta"]["step"] > 0
         assert file_digest(first) == digest and load_checkpoint(first)["meta"]["reason"] == "manual"
@@ -134,7 +134,7 @@ async def test_a_disk_that_fills_up_mid_save_keeps_the_old_file_and_the_run(fold
             press(app, "enter")
             await wait_for(pilot, lambda: (run_dir / "third.pt").is_file(), "third.pt")
             assert load_checkpoint(run_dir / "third.pt")["meta"]["step"] > load_checkpoint(first)["meta"]["step"]
-        session = app.session
+        session = app.handle
     assert disk["failed"] == 2
     assert load_checkpoint(Path(session.view.run_dir) / "last.pt")["meta"]["step"] > 0
     assert file_digest(first) == digest

@@ -77,9 +77,9 @@ async def test_a_nan_loss_pauses_keeps_earlier_checkpoints_and_quits_cleanly(fol
         async with driving(app) as pilot:
             await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset")
             await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: app.session is not None and app.session.view.fault is not None,
+            await wait_for(pilot, lambda: app.handle is not None and app.handle.view.fault is not None,
                            "the fault", timeout=40)
-            session = app.session
+            session = app.handle
             run_dir = Path(session.view.run_dir)
             await wait_for(pilot, lambda: "training loss is nan at step 30" in banner(app), "the banner")
             assert "lower the learning rate" in banner(app)
@@ -125,9 +125,9 @@ async def test_diverging_after_a_load_never_overwrites_the_good_last_pt(folder):
             await pilot.press("l")
             await wait_for(pilot, lambda: showing(app, LoadPanel) and app.screen.infos, "the listing")
             await pilot.press("enter")
-            await wait_for(pilot, lambda: app.session is not None and app.session.view.state == "paused",
+            await wait_for(pilot, lambda: app.handle is not None and app.handle.view.state == "paused",
                            "the loaded run, paused", timeout=30)
-            session = app.session
+            session = app.handle
             await pilot.press("e")
             await wait_for(pilot, lambda: showing(app, TweakPanel), "the tweak panel")
             app.screen.query_one("#tweak-lr", Input).value = "50"
@@ -171,9 +171,9 @@ async def test_out_of_memory_pauses_with_batch_size_advice_and_space_completes_t
         async with driving(app) as pilot:
             await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset")
             await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: app.session is not None and app.session.view.fault is not None,
+            await wait_for(pilot, lambda: app.handle is not None and app.handle.view.fault is not None,
                            "the fault", timeout=40)
-            session = app.session
+            session = app.handle
             await wait_for(pilot, lambda: "out of memory" in banner(app), "the banner")
             assert "smaller batch size (now 16)" in banner(app)
             assert session.view.state == "paused" and session.trainer.step == 4

@@ -164,10 +164,10 @@ async def test_the_load_panel_asks_naming_the_module_and_factory(good, tmp_path,
             await pilot.press(answer)
             if answer == "n":
                 await wait_for(pilot, lambda: showing(app, LoadPanel), "the panel again")
-                assert app.session is None and not marker.exists()
+                assert app.handle is None and not marker.exists()
                 await pilot.press("escape")
-        await wait_for(pilot, lambda: showing(app, DashboardScreen) and app.session is not None
-                       and app.session.view.run_id, "the loaded run", timeout=30)
+        await wait_for(pilot, lambda: showing(app, DashboardScreen) and app.handle is not None
+                       and app.handle.view.run_id, "the loaded run", timeout=30)
         assert marker.exists()
 
 
@@ -181,7 +181,7 @@ async def test_the_app_asks_before_resuming_a_file_that_names_code(good, tmp_pat
         await pilot.press("n")
         await wait_for(pilot, lambda: any("Not resumed" in note.message for note in app._notifications),
                        "the refusal")
-        assert app.session is None and not marker.exists()
+        assert app.handle is None and not marker.exists()
 
 
 # ---------------------------------------------------------------- the current folder
@@ -211,7 +211,7 @@ def test_a_detached_engine_never_imports_modules_from_the_current_folder(tmp_pat
     assert started.returncode == 0, started.stderr
     run_dir = next(runs.iterdir())
     try:
-        from tui_trainer.engine.runinfo import read_run_info
+        from tui_trainer.runs.registry import read_run_info
 
         info = read_run_info(run_dir)
         command_line = Path(f"/proc/{info.pid}/cmdline").read_bytes().decode()

@@ -20,7 +20,8 @@ import pytest
 
 from tui_trainer.engine import checkpoints
 from tui_trainer.engine.metrics import read_metrics
-from tui_trainer.engine.run_folder import (
+from tui_trainer.engine.trainer import Trainer
+from tui_trainer.runs.folder import (
     NAME_MAX,
     RECORD_FILE,
     RUN_ID_MAX,
@@ -30,7 +31,6 @@ from tui_trainer.engine.run_folder import (
     is_run_folder,
     safe_run_id,
 )
-from tui_trainer.engine.trainer import Trainer
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 OLD = time.time() - 3600
@@ -124,7 +124,7 @@ def test_pruning_removes_only_the_periodic_checkpoints_the_run_wrote(run_copy, m
 
 def test_pruning_never_follows_a_name_out_of_the_folder(run_copy, tmp_path):
     """The record lists names; a name that is not one of the run's periodic files is never removed."""
-    from tui_trainer.engine.run_folder import _lock_existing
+    from tui_trainer.runs.folder import _lock_existing
 
     outside = tmp_path / "outside.pt"
     outside.write_bytes(b"keep")

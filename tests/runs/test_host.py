@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from tui_trainer.cli import main
-from tui_trainer.engine.runinfo import list_runs, read_run_info
 from tui_trainer.errors import EXIT_BAD_INPUT, EXIT_FAILED, RunNotStarted, UserError, report, signal_exit
 from tui_trainer.launch import LaunchOptions
 from tui_trainer.presets import load_config
 from tui_trainer.runs.hosting import EndedBy, Hosting, Reach, Where
+from tui_trainer.runs.registry import list_runs, read_run_info
 
 LONG_RUN = {"epochs": 100_000, "checkpoint.every_epochs": 0, "checkpoint.save_best": False, "device": "cpu"}
 
@@ -32,11 +32,11 @@ def wait_until(condition, what: str, timeout: float = 60.0):
 
 @pytest.fixture
 def in_thread_run(tmp_path):
-    """A RunSession (the app's --in-thread run) training in a thread, as the app's worker runs it."""
-    from tui_trainer.ui.session import RunSession
+    """A ThreadHandle (the app's --in-thread run) training in a thread, as the app's worker runs it."""
+    from tui_trainer.ui.handle import ThreadHandle
 
     folder = tmp_path / "ck"
-    session = RunSession(load_config("iris-linear", {"checkpoint.dir": str(folder), **LONG_RUN}),
+    session = ThreadHandle(load_config("iris-linear", {"checkpoint.dir": str(folder), **LONG_RUN}),
                          notify=lambda: None)
     thread = threading.Thread(target=session.run, name="trainer in-thread test", daemon=True)
     thread.start()
@@ -126,7 +126,7 @@ def error_examples():
     from tui_trainer.detached.client import RunUnavailable
     from tui_trainer.detached.launcher import DetachError
     from tui_trainer.engine.checkpoints import CheckpointError
-    from tui_trainer.engine.run_folder import RunFolderError
+    from tui_trainer.runs.folder import RunFolderError
 
     return [
         (ConfigError("p.yaml", "optimizer.lr", "input should be greater than 0"), EXIT_BAD_INPUT),
@@ -159,7 +159,9 @@ def test_exit_codes_are_defined_once():
 
 
 def test_run_states_are_one_definition():
-    from tui_trainer.engine import events, run_folder, runinfo, states
+    from tui_trainer.engine import events, states
+    from tui_trainer.runs import folder as run_folder
+    from tui_trainer.runs import registry as runinfo
 
     assert events.FINAL_STATES is states.FINAL_STATES and runinfo.LIVE_STATES is states.LIVE_STATES
     assert run_folder.ENDED_STATES is states.ENDED_STATES and runinfo.STATES is states.RECORD_STATES

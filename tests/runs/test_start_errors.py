@@ -106,5 +106,5 @@ async def test_the_setup_screen_marks_the_same_field_whichever_way_the_run_train
         assert text in field_error(app, field)
         if field:
             assert app.setup_screen.query_one(f"#{field}").has_class("-invalid")
-        assert app.session is None or not app.session.active
+        assert app.handle is None or not app.handle.active
     assert no_run_folder(folder)

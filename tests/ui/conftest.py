@@ -56,9 +56,9 @@ def showing(app: TrainerApp, screen_type: type) -> bool:
 
 async def stop_all(app: TrainerApp) -> None:
     """Stop the app's own runs (each saves last.pt); a detached run is let go of, not stopped."""
-    for session in app.sessions:
-        session.let_go("test over")
-    for session in app.sessions:
+    for session in app.handles:
+        session.leave("test over")
+    for session in app.handles:
         finished = await asyncio.to_thread(session.finished.wait, 30)
         assert finished, "a training thread did not end"
 
@@ -77,8 +77,13 @@ async def start_training(app: TrainerApp, pilot: Pilot, steps: int = 1) -> None:
     """Ctrl+R on the setup screen, then wait until the engine has done some steps."""
     await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset to load")
     await pilot.press("ctrl+r")
-    await wait_for(pilot, lambda: app.session is not None and app.session.view.step >= steps,
+    await wait_for(pilot, lambda: app.handle is not None and app.handle.view.step >= steps,
                    f"{steps} training steps on screen", timeout=30)
+
+
+def footer_actions(app: TrainerApp) -> dict[str, bool]:
+    """The actions the footer and the keys offer now: True lit, False dimmed (absent: hidden)."""
+    return {binding.action: enabled for (_, binding, enabled, _) in app.screen.active_bindings.values()}
 
 
 def press(app: TrainerApp, *keys: str) -> None:

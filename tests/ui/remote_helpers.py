@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tui_trainer.engine.runinfo import LIVE_STATES, RunInfo, effective_state, list_runs, read_run_info
 from tui_trainer.launch import LaunchOptions
+from tui_trainer.runs.registry import LIVE_STATES, RunInfo, effective_state, list_runs, read_run_info
 from tui_trainer.ui.app import TrainerApp
 
 LONG_RUN = {

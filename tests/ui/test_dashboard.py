@@ -9,7 +9,7 @@ from pathlib import Path
 
 from textual.widgets import DataTable, Input, Static
 
-from tests.ui.conftest import driving, make_app, press, showing, start_training, wait_for
+from tests.ui.conftest import driving, footer_actions, make_app, press, showing, start_training, wait_for
 from tui_trainer.ui.screens.checkpoints import LoadPanel, SavePanel
 from tui_trainer.ui.screens.confirm import ConfirmModal
 from tui_trainer.ui.screens.dashboard import DashboardScreen
@@ -30,18 +30,18 @@ async def test_space_pauses_the_steps_and_resumes_them(folder):
     app = make_app(folder)
     async with driving(app) as pilot:
         await start_training(app, pilot)
-        trainer = app.session.trainer
+        trainer = app.handle.trainer
         press(app, "space")
-        await wait_for(pilot, lambda: app.session.view.state == "paused", "the paused state")
+        await wait_for(pilot, lambda: app.handle.view.state == "paused", "the paused state")
         assert "Paused" in status_text(app)
-        paused_at, shown = trainer.step, app.session.view.step
+        paused_at, shown = trainer.step, app.handle.view.step
         for _ in range(6):
             await pilot.pause(0.05)
-            assert trainer.step == paused_at and app.session.view.step == shown
+            assert trainer.step == paused_at and app.handle.view.step == shown
         press(app, "space")
         await wait_for(pilot, lambda: trainer.step > paused_at + 20, "steps after resuming")
-        await wait_for(pilot, lambda: app.session.view.step > paused_at, "steps on screen after resuming")
-        assert app.session.view.state == "running" and "Running" in status_text(app)
+        await wait_for(pilot, lambda: app.handle.view.step > paused_at, "steps on screen after resuming")
+        assert app.handle.view.state == "running" and "Running" in status_text(app)
 
 
 async def test_a_live_lr_change_reaches_the_optimizer_and_the_loss_chart(folder):
@@ -61,15 +61,15 @@ async def test_a_live_lr_change_reaches_the_optimizer_and_the_loss_chart(folder)
         panel.query_one("#tweak-lr", Input).value = "0.0123"
         await pilot.pause(0.05)
         press(app, "enter")
-        optimizer = app.session.trainer.optimizer
+        optimizer = app.handle.trainer.optimizer
         await wait_for(pilot, lambda: optimizer.param_groups[0]["lr"] == 0.0123, "the new lr in the optimizer")
-        await wait_for(pilot, lambda: app.session.view.tweaks, "the change on screen")
-        step = app.session.view.tweaks[-1].step
+        await wait_for(pilot, lambda: app.handle.view.tweaks, "the change on screen")
+        step = app.handle.view.tweaks[-1].step
         await wait_for(pilot, lambda: any(mark.step == step for mark in app.dashboard.loss_chart.marks),
                        "the mark on the loss chart")
         assert "lr 0.1 -> 0.0123" in log_text(app)
         await wait_for(pilot, lambda: "0.0123" in status_text(app), "the lr in the status line")
-    lines = Path(app.sessions[0].view.run_dir, "metrics.jsonl").read_text().splitlines()
+    lines = Path(app.handles[0].view.run_dir, "metrics.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert any(r["type"] == "hyperparameters_changed" and r["changes"] == {"lr": 0.0123} for r in records)
 
@@ -78,7 +78,7 @@ async def test_save_writes_a_checkpoint_that_the_load_panel_lists_and_loads(fold
     app = make_app(folder)
     async with driving(app) as pilot:
         await start_training(app, pilot, steps=50)
-        first = app.session
+        first = app.handle
         press(app, "s")
         await wait_for(pilot, lambda: showing(app, SavePanel), "the save panel")
         app.screen.query_one("#save-name", Input).value = "mine"
@@ -95,9 +95,9 @@ async def test_save_writes_a_checkpoint_that_the_load_panel_lists_and_loads(fold
         table.move_cursor(row=table.get_row_index(str(saved)))
         await pilot.pause(0.05)
         press(app, "enter")
-        await wait_for(pilot, lambda: app.session is not first and app.session.view.run_id, "the loaded run")
+        await wait_for(pilot, lambda: app.handle is not first and app.handle.view.run_id, "the loaded run")
         assert not first.active and (Path(first.view.run_dir) / "last.pt").is_file()
-        loaded = app.session
+        loaded = app.handle
         assert loaded.resume_from == str(saved)
         await wait_for(pilot, lambda: loaded.view.state == "paused", "the loaded run to wait paused")
         assert len(loaded.view.loss) > 0, "the charts hold the checkpoint's history"
@@ -123,8 +123,8 @@ async def test_save_panel_reports_a_folder_it_cannot_write(folder, tmp_path):
         status = app.screen.query_one("#save-status", Static)
         await wait_for(pilot, lambda: "Not saved" in str(status.render()), "the panel's message")
         assert "cannot create" in str(status.render())
-        step = app.session.trainer.step
-        await wait_for(pilot, lambda: app.session.trainer.step > step, "the run to go on")
+        step = app.handle.trainer.step
+        await wait_for(pilot, lambda: app.handle.trainer.step > step, "the run to go on")
 
 
 async def test_load_panel_explains_a_file_it_cannot_load(folder):
@@ -140,7 +140,7 @@ async def test_load_panel_explains_a_file_it_cannot_load(folder):
         await pilot.press("enter")
         status = panel.query_one("#load-status", Static)
         await wait_for(pilot, lambda: "Cannot load" in str(status.render()), "the panel's message")
-        assert isinstance(app.screen, LoadPanel) and app.session is None
+        assert isinstance(app.screen, LoadPanel) and app.handle is None
         await pilot.press("escape")
         assert isinstance(app.screen, SetupScreen)
 
@@ -149,7 +149,7 @@ async def test_quitting_during_a_run_asks_then_leaves_last_pt(folder):
     app = make_app(folder)
     async with driving(app) as pilot:
         await start_training(app, pilot)
-        session = app.session
+        session = app.handle
         press(app, "ctrl+c")
         await wait_for(pilot, lambda: showing(app, ConfirmModal), "the confirmation")
         press(app, "n")
@@ -167,7 +167,7 @@ async def test_sigterm_saves_last_pt_and_exits_with_its_code(folder):
     app = make_app(folder)
     async with driving(app) as pilot:
         await start_training(app, pilot)
-        session = app.session
+        session = app.handle
         app.on_signal(signal.SIGTERM)
         await wait_for(pilot, lambda: not app.is_running, "the app to exit", timeout=20)
     assert app.exit_code == 128 + signal.SIGTERM
@@ -178,13 +178,13 @@ async def test_new_run_saves_stops_and_returns_to_setup(folder):
     app = make_app(folder)
     async with driving(app) as pilot:
         await start_training(app, pilot)
-        session = app.session
+        session = app.handle
         press(app, "n")
         await wait_for(pilot, lambda: showing(app, ConfirmModal), "the confirmation")
         press(app, "y")
         await wait_for(pilot, lambda: showing(app, SetupScreen), "the setup screen", timeout=20)
         assert not session.active and (Path(session.view.run_dir) / "last.pt").is_file()
-        assert app.session is None
+        assert app.handle is None
 
 
 async def test_help_and_command_palette_reach_every_action(folder):
@@ -214,23 +214,31 @@ async def test_a_diverging_run_pauses_with_the_fault_and_advice(folder):
     async with driving(app) as pilot:
         await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset")
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: app.session is not None and app.session.view.fault is not None,
+        await wait_for(pilot, lambda: app.handle is not None and app.handle.view.fault is not None,
                        "the fault", timeout=30)
         await wait_for(pilot, lambda: app.dashboard.fault.display, "the fault banner")
         banner = str(app.dashboard.fault.render())
         assert "not finite" in banner or "nan" in banner or "inf" in banner
         assert "learning rate" in banner
-        assert app.session.view.state == "paused" and app.session.active
+        assert app.handle.view.state == "paused" and app.handle.active
         assert "Fault:" in log_text(app)
 
 
-async def test_a_finished_run_shows_finished_and_keys_say_why_they_do_nothing(folder):
+async def test_a_finished_run_dims_the_keys_that_act_on_a_run_and_the_palette_says_why(folder):
     app = make_app(folder, epochs=2)
     async with driving(app) as pilot:
         await start_training(app, pilot)
-        await wait_for(pilot, lambda: app.session.view.state == "finished", "the end of the run")
+        await wait_for(pilot, lambda: app.handle.view.state == "finished", "the end of the run")
         assert "Finished" in status_text(app)
+        await pilot.pause(0.1)
+        shown = footer_actions(app)
+        assert shown["pause"] is False and shown["save"] is False and shown["tweak"] is False, shown
+        assert shown["new_run"] and shown["app.load"], "what a finished run still allows stays lit"
         await pilot.press("space")
+        assert app.handle.view.state == "finished" and isinstance(app.screen, DashboardScreen)
+        commands = {command.title: command for command in app.get_system_commands(app.dashboard)}
+        commands["Pause or resume"].callback()
+        await pilot.pause(0.05)
         assert any("No run is training" in str(n.message) for n in app._notifications)
 
 
@@ -243,9 +251,9 @@ async def test_resume_option_opens_the_run_paused_with_its_history(folder):
     app = make_app(folder)
     app.options.resume = result.checkpoint
     async with driving(app) as pilot:
-        await wait_for(pilot, lambda: app.session is not None and app.session.view.state == "paused",
+        await wait_for(pilot, lambda: app.handle is not None and app.handle.view.state == "paused",
                        "the resumed run, paused", timeout=30)
-        view = app.session.view
+        view = app.handle.view
         assert view.step == result.step and len(view.loss) > 0 and len(view.val_loss) == 3
         assert isinstance(app.screen, DashboardScreen)
         await wait_for(pilot, lambda: "Resumed at epoch" in log_text(app), "the resume in the log")

@@ -37,7 +37,7 @@ async def test_the_footer_says_resume_while_paused_and_pause_while_training(fold
         assert space_says(app) == "Pause"
         for state, says in (("paused", "Resume"), ("running", "Pause"), ("paused", "Resume")):
             press(app, "space")
-            await wait_for(pilot, lambda state=state: app.session.view.state == state, f"the run {state}")
+            await wait_for(pilot, lambda state=state: app.handle.view.state == state, f"the run {state}")
             await wait_for(pilot, lambda says=says: space_says(app) == says, f"the footer to say {says}", timeout=3)
         press(app, "question_mark")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "HelpModal", "the keys")
@@ -53,7 +53,7 @@ async def test_saved_fades_from_the_status_line(folder, monkeypatch, paused):
         await start_training(app, pilot)
         if paused:  # nothing else redraws the status line while paused
             press(app, "space")
-            await wait_for(pilot, lambda: app.session.view.state == "paused", "the paused state")
+            await wait_for(pilot, lambda: app.handle.view.state == "paused", "the paused state")
         press(app, "s")
         await wait_for(pilot, lambda: showing(app, SavePanel), "the save panel")
         app.screen.query_one("#save-name", Input).value = "mine"
@@ -62,7 +62,7 @@ async def test_saved_fades_from_the_status_line(folder, monkeypatch, paused):
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen) and "saved mine.pt" in status_text(app),
                        "saved mine.pt in the status line")
         await wait_for(pilot, lambda: "saved" not in status_text(app), "saved to fade", timeout=3)
-        assert app.session.view.last_checkpoint.endswith("mine.pt")
+        assert app.handle.view.last_checkpoint.endswith("mine.pt")
 
 
 @pytest.mark.slow
@@ -72,10 +72,10 @@ async def test_the_tweak_panel_names_the_step_the_run_is_at(folder):
         await start_training(app, pilot)
         press(app, "e")
         await wait_for(pilot, lambda: showing(app, TweakPanel), "the tweak panel")
-        opened_at = app.session.view.step
+        opened_at = app.handle.view.step
         title = app.screen.query_one("#tweak-title", Label)
-        await wait_for(pilot, lambda: app.session.view.step > opened_at + 50, "the run to go on")
-        await wait_for(pilot, lambda: f"now at step {app.session.view.step:,}" in str(title.render()),
+        await wait_for(pilot, lambda: app.handle.view.step > opened_at + 50, "the run to go on")
+        await wait_for(pilot, lambda: f"now at step {app.handle.view.step:,}" in str(title.render()),
                        "the title to name the step the run is at", timeout=3)
 
 

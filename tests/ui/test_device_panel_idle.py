@@ -22,11 +22,11 @@ async def test_the_device_panel_samples_while_paused_and_again_once_resumed(fold
         await start_training(app, pilot)
         await wait_for(pilot, lambda: app.dashboard.devices.samples, "the first device sample")
         press(app, "space")
-        await wait_for(pilot, lambda: app.session.view.state == "paused", "the paused state")
+        await wait_for(pilot, lambda: app.handle.view.state == "paused", "the paused state")
         await fresh_sample(app, pilot, "while paused")
         await fresh_sample(app, pilot, "still paused")
         press(app, "space")
-        await wait_for(pilot, lambda: app.session.view.state == "running", "the run again")
+        await wait_for(pilot, lambda: app.handle.view.state == "running", "the run again")
         await fresh_sample(app, pilot, "after resuming")
 
 
@@ -35,6 +35,6 @@ async def test_the_device_panel_samples_after_the_run_has_finished(folder):
     app.idle_device_interval_s = 0.3
     async with driving(app) as pilot:
         await start_training(app, pilot)
-        await wait_for(pilot, lambda: app.session.view.state == "finished", "the end of the run")
+        await wait_for(pilot, lambda: app.handle.view.state == "finished", "the end of the run")
         await fresh_sample(app, pilot, "once finished")
         await fresh_sample(app, pilot, "later")

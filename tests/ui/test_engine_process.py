@@ -17,10 +17,10 @@ from tests.ui.remote_helpers import cleaned, records, state, wait_until
 from tui_trainer.detached.client import RunClient
 from tui_trainer.engine.checkpoints import load_checkpoint
 from tui_trainer.engine.controls import Stop
-from tui_trainer.engine.runinfo import read_run_info
-from tui_trainer.ui.remote_session import RemoteSession
+from tui_trainer.runs.registry import read_run_info
 from tui_trainer.ui.screens.confirm import ConfirmModal
 from tui_trainer.ui.screens.setup import SetupScreen
+from tui_trainer.ui.socket_handle import SocketHandle
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +30,8 @@ async def test_a_run_trains_in_its_own_process_is_steered_and_quitting_saves_it(
         app = make_app(folder, in_thread=False, **{"logging.every_ms": 100})
         async with driving(app) as pilot:
             await start_training(app, pilot, steps=1)
-            session = app.session
-            assert isinstance(session, RemoteSession) and session.owned
+            session = app.handle
+            assert isinstance(session, SocketHandle) and session.ends_with_app
             await wait_for(pilot, lambda: session.engine_pid is not None, "the engine's hello")
             assert session.engine_pid != os.getpid()
             run_dir = Path(session.run_dir)
@@ -58,7 +58,7 @@ async def test_d_lets_the_engine_process_go_on_by_itself(tmp_path):
         app = make_app(folder, in_thread=False, **{"logging.every_ms": 100})
         async with driving(app) as pilot:
             await start_training(app, pilot, steps=1)
-            session = app.session
+            session = app.handle
             run_dir = Path(session.run_dir)
             press(app, "d")
             await wait_for(pilot, lambda: showing(app, SetupScreen), "the setup screen")

@@ -9,7 +9,6 @@ from tests.ui.conftest import driving, make_app, press, showing, wait_for
 from tests.ui.test_view import started
 from tui_trainer.engine.checkpoints import read_info
 from tui_trainer.engine.events import EpochEnded, Progress, RunFinished
-from tui_trainer.ui.app import closing_lines
 from tui_trainer.ui.run_view import RunView
 from tui_trainer.ui.screens.confirm import ConfirmModal
 
@@ -100,9 +99,9 @@ async def test_stopping_a_run_loaded_at_an_epochs_end_says_the_epoch_its_checkpo
     app = make_app(folder)
     app.options.resume = str(epoch_one)
     async with driving(app) as pilot:
-        await wait_for(pilot, lambda: app.session is not None and app.session.view.state == "paused",
+        await wait_for(pilot, lambda: app.handle is not None and app.handle.view.state == "paused",
                        "the loaded run, paused", timeout=30)
-        session = app.session
+        session = app.handle
         await wait_for(pilot, lambda: "Resumed at epoch" in "\n".join(app.dashboard.log_view.texts), "the resume")
         assert "Resumed at epoch 1, step 8," in "\n".join(app.dashboard.log_view.texts)
         press(app, "ctrl+q")
@@ -113,4 +112,4 @@ async def test_stopping_a_run_loaded_at_an_epochs_end_says_the_epoch_its_checkpo
     assert last.epoch == read_info(epoch_one).epoch == 1
     assert session.view.epoch == 1
     assert any(line.startswith(f"{session.view.run_id}: stopped after epoch 1 (step {last.step:,});")
-               for line in closing_lines(app)), closing_lines(app)
+               for line in app.runs.closing_lines()), app.runs.closing_lines()

@@ -10,13 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.ui.conftest import driving, press, showing, wait_for
+from tests.ui.conftest import driving, footer_actions, press, showing, wait_for
 from tests.ui.remote_helpers import attach_app, cleaned, launch, state, wait_until
-from tui_trainer.ui.app import closing_lines
-from tui_trainer.ui.remote_session import RemoteSession
 from tui_trainer.ui.screens.dashboard import DashboardScreen
 from tui_trainer.ui.screens.leave import LeaveModal
 from tui_trainer.ui.screens.setup import SetupScreen
+from tui_trainer.ui.socket_handle import SocketHandle
 
 pytestmark = pytest.mark.slow
 
@@ -39,9 +38,9 @@ async def test_quitting_after_save_and_stop_says_the_run_stops(tmp_path, first):
         info = launch(folder)
         app = attach_app(info.run_dir)
         async with driving(app) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.session, RemoteSession) and app.session.view.run_id
+            await wait_for(pilot, lambda: isinstance(app.handle, SocketHandle) and app.handle.view.run_id
                            and showing(app, DashboardScreen), "the run's history")
-            session = app.session
+            session = app.handle
             with frozen(info.pid):
                 press(app, first)  # n: new run; ctrl+q: quit. Both ask, and "s" saves and stops the run
                 await wait_for(pilot, lambda: showing(app, LeaveModal), "the question")
@@ -53,7 +52,7 @@ async def test_quitting_after_save_and_stop_says_the_run_stops(tmp_path, first):
                     assert not isinstance(app.screen, LeaveModal), "asked again whether to leave it running"
                 press(app, "ctrl+q")  # again: leave now, without waiting for last.pt
                 await wait_for(pilot, lambda: not app.is_running, "the app to exit")
-        lines = closing_lines(app)  # after the app has let go of its runs, as run_app prints them
+        lines = app.runs.closing_lines()  # after the app has let go of its runs, as run_app prints them
         assert not any("goes on in the background" in line for line in lines), lines
         assert any(line.startswith(f"{info.run_id}: told to save last.pt and stop") for line in lines), lines
         # A loaded machine (CI) may take a while to resume the engine and write last.pt.
@@ -66,23 +65,26 @@ async def test_d_and_n_on_a_run_saving_and_stopping_ask_nothing_and_leave_it_sto
         info = launch(folder)
         app = attach_app(info.run_dir)
         async with driving(app) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.session, RemoteSession) and app.session.view.run_id
+            await wait_for(pilot, lambda: isinstance(app.handle, SocketHandle) and app.handle.view.run_id
                            and showing(app, DashboardScreen), "the run's history")
-            session = app.session
+            session = app.handle
             with frozen(info.pid):
                 press(app, "n")
                 await wait_for(pilot, lambda: showing(app, LeaveModal), "the question")
                 press(app, "s")
                 await wait_for(pilot, lambda: session.stop_requested and showing(app, DashboardScreen),
                                "the stop to go out")
-                for key in ("d", "n"):
-                    press(app, key)
-                    await wait_for(pilot, lambda: any("saving last.pt and stopping" in str(note.message)
-                                                      for note in app._notifications), f"{key}: what it does")
-                    app.clear_notifications()
-                    assert showing(app, DashboardScreen), f"{key} asked a question"
-                    assert not session.detached, f"{key} let go of a run that is stopping"
+                await pilot.pause(0.1)
+                shown = footer_actions(app)
+                assert shown["detach"] is False, "a run that is stopping offers no detach"
+                press(app, "d")
+                press(app, "n")
+                await wait_for(pilot, lambda: any("saving last.pt and stopping" in str(note.message)
+                                                  for note in app._notifications), "n: what it does")
+                assert showing(app, DashboardScreen), "d or n asked a question"
+                assert not session.released, "d or n let go of a run that is stopping"
             await wait_for(pilot, lambda: showing(app, SetupScreen), "the setup screen once it has stopped",
                            timeout=30)
         assert session.result is not None and session.result.state == "stopped"
-        assert closing_lines(app)[0].startswith(f"{info.run_id}: stopped ") and "epoch" in closing_lines(app)[0]
+        first = app.runs.closing_lines()[0]
+        assert first.startswith(f"{info.run_id}: stopped ") and "epoch" in first

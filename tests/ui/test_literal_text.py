@@ -11,7 +11,7 @@ from textual.widgets import DataTable
 
 from tests.reliability.app_helpers import good_checkpoint
 from tests.ui.conftest import _no_training_thread_left, driving, make_app, showing, wait_for  # noqa: F401
-from tui_trainer.engine.runinfo import RunInfo, write_run_info
+from tui_trainer.runs.registry import RunInfo, write_run_info
 from tui_trainer.text import literal, printable
 from tui_trainer.ui.screens.checkpoints import LoadPanel
 from tui_trainer.ui.screens.confirm import ConfirmModal

@@ -14,7 +14,7 @@ from textual.widgets import DataTable
 
 from tests.reliability.app_helpers import good_checkpoint
 from tests.ui.conftest import driving, make_app, showing, wait_for
-from tui_trainer.engine.runinfo import RunInfo, write_run_info
+from tui_trainer.runs.registry import RunInfo, write_run_info
 from tui_trainer.ui.screens.checkpoints import LoadPanel
 from tui_trainer.ui.screens.runs import RunsPanel
 

@@ -18,13 +18,13 @@ from tests.reliability.app_helpers import Terminal
 from tests.ui.conftest import driving, make_app, press, showing, wait_for
 from tests.ui.remote_helpers import app_with, attach_app, cleaned, launch, records, state, wait_until
 from tui_trainer.engine.events import Progress, RunStarted
-from tui_trainer.ui.remote_session import RemoteSession
 from tui_trainer.ui.screens.checkpoints import LoadPanel, SavePanel
 from tui_trainer.ui.screens.dashboard import DashboardScreen
 from tui_trainer.ui.screens.leave import LeaveModal
 from tui_trainer.ui.screens.runs import RunsPanel
 from tui_trainer.ui.screens.setup import SetupScreen
 from tui_trainer.ui.screens.tweaks import TweakPanel
+from tui_trainer.ui.socket_handle import SocketHandle
 
 pytestmark = pytest.mark.slow
 
@@ -40,13 +40,13 @@ def shared(tmp_path_factory):
 def seen(monkeypatch):
     """Every event the app's relay thread received, in order."""
     events = []
-    relay = RemoteSession.on_event
+    relay = SocketHandle.on_event
 
     def spy(self, event):
         events.append(event)
         relay(self, event)
 
-    monkeypatch.setattr(RemoteSession, "on_event", spy)
+    monkeypatch.setattr(SocketHandle, "on_event", spy)
     return events
 
 
@@ -58,10 +58,10 @@ def status_text(app) -> str:
     return str(app.dashboard.status.render())
 
 
-async def attached(app, pilot) -> RemoteSession:
-    await wait_for(pilot, lambda: app.session is not None and app.session.view.run_id, "the run's history")
-    assert isinstance(app.session, RemoteSession) and isinstance(app.screen, DashboardScreen)
-    return app.session
+async def attached(app, pilot) -> SocketHandle:
+    await wait_for(pilot, lambda: app.handle is not None and app.handle.view.run_id, "the run's history")
+    assert isinstance(app.handle, SocketHandle) and isinstance(app.screen, DashboardScreen)
+    return app.handle
 
 
 async def test_attach_draws_the_history_then_follows_and_steers_the_run(shared):
@@ -110,7 +110,7 @@ async def test_attach_draws_the_history_then_follows_and_steers_the_run(shared):
 
         press(app, "d")
         await wait_for(pilot, lambda: not app.is_running, "the app to exit on d")
-    assert session.detached and not session.active
+    assert session.released and not session.active
     assert state(run_dir) == "running"
     count = len(records(run_dir, "progress"))
     wait_until(lambda: len(records(run_dir, "progress")) > count + 2, "the run to train on without the app")
@@ -199,7 +199,7 @@ async def test_the_runs_panel_lists_runs_and_enter_attaches(shared):
         await wait_for(pilot, lambda: session.view.step > step, "live steps")
         press(app, "d")
         await wait_for(pilot, lambda: showing(app, SetupScreen), "back to setup after d")
-        assert session.detached and app.session is None
+        assert session.released and app.handle is None
     assert state(shared.run_dir) == "running"
 
 
@@ -211,7 +211,7 @@ async def test_new_run_can_leave_the_run_training_and_go_to_setup(shared):
         await wait_for(pilot, lambda: showing(app, LeaveModal), "the question")
         press(app, "l")
         await wait_for(pilot, lambda: showing(app, SetupScreen), "the setup screen")
-        assert session.detached and not session.active and app.session is None
+        assert session.released and not session.active and app.handle is None
         await wait_for(pilot, lambda: app.setup_screen.base is not None, "the form")
     assert state(shared.run_dir) == "running"
 
@@ -235,8 +235,8 @@ async def test_resuming_its_last_pt_detached_continues_in_the_same_folder_paused
     assert state(run_dir) == "stopped", "the run stopped in the test before"
     app = app_with(resume=str(run_dir / "last.pt"), detach=True)
     async with driving(app) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.session, RemoteSession) and app.session.view.state == "paused",
+        await wait_for(pilot, lambda: isinstance(app.handle, SocketHandle) and app.handle.view.state == "paused",
                        "the resumed run, paused", timeout=90)
-        session = app.session
+        session = app.handle
         assert session.run_dir == str(run_dir), "a run's own last.pt continues in its folder"
         assert state(run_dir) == "paused" and session.view.loss.count >= len(records(run_dir, "progress")) > 0

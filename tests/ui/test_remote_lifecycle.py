@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input, Static, Switch
 
-from tests.ui.conftest import driving, make_app, press, showing, wait_for
+from tests.ui.conftest import driving, footer_actions, make_app, press, showing, wait_for
 from tests.ui.remote_helpers import attach_app, cleaned, launch, state
-from tui_trainer.engine.runinfo import read_run_info
-from tui_trainer.ui.remote_session import RemoteSession
+from tui_trainer.runs.registry import read_run_info
 from tui_trainer.ui.screens.checkpoints import LoadPanel, SavePanel
 from tui_trainer.ui.screens.dashboard import DashboardScreen
 from tui_trainer.ui.screens.leave import LeaveModal
 from tui_trainer.ui.screens.runs import RunsPanel
+from tui_trainer.ui.socket_handle import SocketHandle
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ async def test_the_detach_switch_starts_a_detached_run_and_a_load_goes_on_detach
         await wait_for(pilot, lambda: field_error(app, "processes"), "the processes error")
         assert field_error(app, "processes") == "processes: given 0; allowed: a whole number from 1 to 1024"
         await pilot.press("ctrl+r")
-        assert app.session is None and app.focused is processes
+        assert app.handle is None and app.focused is processes
         processes.value = "2"
         await wait_for(pilot, lambda: switch.value and switch.disabled, "more than one process to mean detached")
         hint = setup.query_one("#detach-hint", Static)
@@ -60,9 +60,9 @@ async def test_the_detach_switch_starts_a_detached_run_and_a_load_goes_on_detach
         await wait_for(pilot, lambda: str(hint.render()).startswith("on: trains in a background process"), "the hint")
 
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: isinstance(app.session, RemoteSession) and app.session.view.run_id
-                       and app.session.view.step > 0, "the detached run on the dashboard", timeout=90)
-        first = app.session
+        await wait_for(pilot, lambda: isinstance(app.handle, SocketHandle) and app.handle.view.run_id
+                       and app.handle.view.step > 0, "the detached run on the dashboard", timeout=90)
+        first = app.handle
         run_dir = Path(first.run_dir)
         info = read_run_info(run_dir)
         assert info.detached and info.pid != os.getpid() and state(run_dir) == "running"
@@ -82,10 +82,10 @@ async def test_the_detach_switch_starts_a_detached_run_and_a_load_goes_on_detach
         table.move_cursor(row=table.get_row_index(str(saved)))
         await pilot.pause(0.05)
         press(app, "enter")
-        await wait_for(pilot, lambda: app.session is not first and isinstance(app.session, RemoteSession)
-                       and app.session.view.run_id, "the checkpoint's run, attached", timeout=90)
+        await wait_for(pilot, lambda: app.handle is not first and isinstance(app.handle, SocketHandle)
+                       and app.handle.view.run_id, "the checkpoint's run, attached", timeout=90)
         assert not first.active and first.result.state == "stopped" and (run_dir / "last.pt").is_file()
-        loaded = app.session
+        loaded = app.handle
         assert read_run_info(loaded.run_dir).detached
         await wait_for(pilot, lambda: loaded.view.state == "paused" and state(loaded.run_dir) == "paused",
                        "the loaded run to wait paused")
@@ -102,9 +102,9 @@ async def test_a_killed_engine_shows_as_lost_with_its_exit_status(folder):
     info = launch(folder)
     app = attach_app(info.run_dir)
     async with driving(app) as pilot:
-        await wait_for(pilot, lambda: app.session is not None and app.session.view.run_id
-                       and app.session.view.step > 0, "live steps")
-        session = app.session
+        await wait_for(pilot, lambda: app.handle is not None and app.handle.view.run_id
+                       and app.handle.view.step > 0, "live steps")
+        session = app.handle
         press(app, "s")
         await wait_for(pilot, lambda: showing(app, SavePanel), "the save panel")
         press(app, "enter")
@@ -118,9 +118,8 @@ async def test_a_killed_engine_shows_as_lost_with_its_exit_status(folder):
         log = "\n".join(app.dashboard.log_view.texts)
         assert "Lost" in status and app.is_running
         assert "killed by SIGKILL" in log and checkpoint in log
-        press(app, "space")
-        await wait_for(pilot, lambda: any("No run is training" in str(n.message) for n in app._notifications),
-                       "the key to say why it does nothing")
+        await wait_for(pilot, lambda: footer_actions(app).get("pause") is False, "pause dimmed on a lost run")
+        assert footer_actions(app)["save"] is False and footer_actions(app)["app.runs"]
 
         press(app, "r")
         await wait_for(pilot, lambda: showing(app, RunsPanel) and app.screen.infos, "the runs")

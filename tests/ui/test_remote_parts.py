@@ -7,13 +7,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.ui.conftest import driving, make_app, press, start_training, wait_for
+from tests.ui.conftest import driving, footer_actions, make_app, press, start_training, wait_for
 from tui_trainer.engine.controls import Pause, SetHyperparameters, Stop
 from tui_trainer.engine.devices import DeviceMonitor, DeviceSample
 from tui_trainer.ui import app as app_module
 from tui_trainer.ui import form
-from tui_trainer.ui.remote_session import EngineCuda, EngineProcess, SocketControls, attach_command
 from tui_trainer.ui.run_view import RunView
+from tui_trainer.ui.socket_handle import EngineCuda, EngineProcess, SocketControls, attach_command
 from tui_trainer.ui.widgets.gauges import DevicePanel
 
 
@@ -99,23 +99,28 @@ def test_the_attach_hint_names_the_folder_unless_it_is_the_default(tmp_path, mon
         f"tui-trainer attach run-1 --checkpoint-dir '{tmp_path / 'my runs'}'"
 
 
-async def test_d_on_a_run_inside_the_app_says_it_cannot_be_detached(folder):
+async def test_a_run_inside_the_app_offers_no_detach_and_the_palette_says_why(folder):
     app = make_app(folder)
     async with driving(app) as pilot:
         await start_training(app, pilot)
+        assert app.handle.active and not app.handle.can_go_on_alone
+        footer_keys = {action for action, lit in footer_actions(app).items() if lit}
+        assert "detach" not in footer_keys and "pause" in footer_keys
         press(app, "d")
+        await pilot.pause(0.1)
+        assert app.handle.active, "d does nothing to a run that cannot go on alone"
+        commands = {command.title: command for command in app.get_system_commands(app.dashboard)}
+        assert {"Detach", "Runs"} <= set(commands)
+        commands["Detach"].callback()
         await wait_for(pilot, lambda: any("cannot be detached" in str(n.message) for n in app._notifications),
                        "the explanation")
-        assert app.session.active and not app.session.remote
-        titles = {command.title for command in app.get_system_commands(app.dashboard)}
-        assert {"Detach", "Runs"} <= titles
 
 
-class FakeOwnedSession:
+class WaitingRun:
     def __init__(self) -> None:
         self.ready_at: float | None = None
 
-    def ready(self) -> None:
+    def shown(self) -> None:
         self.ready_at = time.monotonic()
 
 
@@ -123,7 +128,7 @@ async def test_the_apps_engine_starts_once_the_ui_is_quiet_and_never_waits_longe
                                                                                              monkeypatch):
     app = make_app(folder)
     async with driving(app) as pilot:
-        quiet = FakeOwnedSession()
+        quiet = WaitingRun()
         app._ready_when_quiet(quiet)
         await wait_for(pilot, lambda: quiet.ready_at is not None, "ready on a quiet UI", timeout=2)
 
@@ -131,7 +136,7 @@ async def test_the_apps_engine_starts_once_the_ui_is_quiet_and_never_waits_longe
         # engine start, after READY_WAIT_MAX_S.
         cpu = iter(range(1_000_000))
         monkeypatch.setattr(app_module.time, "thread_time", lambda: next(cpu) * 0.01)
-        busy = FakeOwnedSession()
+        busy = WaitingRun()
         asked = time.monotonic()
         app._ready_when_quiet(busy)
         await pilot.pause(app_module.READY_WAIT_MAX_S / 2)

@@ -37,7 +37,7 @@ async def test_presets_fill_the_form_with_choices_that_fit(folder):
         assert values["optimizer"] == "adam" and values["lr"] == "0.002" and values["batch_size"] == "64"
         await wait_for(pilot, lambda: "1,438 training samples" in str(setup.query_one("#preset-summary").render()),
                        "the training set's size")
-        assert app.session is None
+        assert app.handle is None
 
 
 async def test_wrong_values_are_flagged_beside_the_field_and_block_the_start(folder):
@@ -53,7 +53,7 @@ async def test_wrong_values_are_flagged_beside_the_field_and_block_the_start(fol
         assert lr.has_class("-invalid")
         await pilot.press("ctrl+r")
         await pilot.pause()
-        assert isinstance(app.screen, SetupScreen) and app.session is None
+        assert isinstance(app.screen, SetupScreen) and app.handle is None
         lr.value = "0"
         setup.query_one("#epochs", Input).value = "0"
         await pilot.pause()
@@ -61,7 +61,7 @@ async def test_wrong_values_are_flagged_beside_the_field_and_block_the_start(fol
         assert field_error(app, "epochs").startswith("epochs: input should be greater than or equal to 1")
         await pilot.press("ctrl+r")
         await pilot.pause()
-        assert app.session is None
+        assert app.handle is None
         lr.value = "0.05"
         setup.query_one("#epochs", Input).value = "3"
         await pilot.pause()
@@ -79,7 +79,7 @@ async def test_a_batch_larger_than_the_training_set_blocks_the_start(folder):
         assert field_error(app, "batch_size") == "data.batch_size: 1000 is larger than the training set (120 samples)"
         await pilot.press("ctrl+r")
         await pilot.pause()
-        assert app.session is None
+        assert app.handle is None
 
 
 async def test_enter_on_start_starts_the_run(folder):
@@ -89,13 +89,13 @@ async def test_enter_on_start_starts_the_run(folder):
         app.setup_screen.query_one("#start").focus()
         await pilot.press("enter")
         await wait_for(pilot, lambda: showing(app, DashboardScreen), "the dashboard")
-        await wait_for(pilot, lambda: app.session.view.step > 0, "training steps")
+        await wait_for(pilot, lambda: app.handle.view.step > 0, "training steps")
 
 
 async def test_start_option_opens_the_dashboard_at_once(folder):
     app = make_app(folder, start=True)
     async with driving(app) as pilot:
-        await wait_for(pilot, lambda: app.session is not None and app.session.view.step > 0, "training steps")
+        await wait_for(pilot, lambda: app.handle is not None and app.handle.view.step > 0, "training steps")
         assert isinstance(app.screen, DashboardScreen)
 
 
@@ -108,7 +108,7 @@ async def test_a_config_the_trainer_refuses_returns_to_the_form(folder):
         await wait_for(pilot, lambda: showing(app, SetupScreen) and field_error(app, "precision"),
                        "the form with the precision flagged", timeout=30)
         assert "fp16 needs a CUDA device" in field_error(app, "precision")
-        assert app.session is None and all(not session.active for session in app.sessions)
+        assert app.handle is None and all(not session.active for session in app.handles)
 
 
 def test_the_setup_screen_does_not_import_torch():

@@ -211,12 +211,12 @@ async def test_device_panel_reads_n_a_for_what_a_machine_cannot_give():
         assert "process memory n/a" in text and "process CPU n/a" in text
 
 
-def test_session_wakes_the_app_once_per_batch_and_bounds_its_queue(monkeypatch):
+def test_a_run_handle_wakes_the_app_once_per_batch_and_bounds_its_queue(monkeypatch):
     from tui_trainer import presets as preset_files
-    from tui_trainer.ui import session as session_module
+    from tui_trainer.ui import handle as session_module
 
     calls = []
-    session = session_module.RunSession(preset_files.load_config("iris-linear"), notify=lambda: calls.append(1))
+    session = session_module.ThreadHandle(preset_files.load_config("iris-linear"), notify=lambda: calls.append(1))
     session.on_event(started())
     session.on_event(progress(1))
     assert calls == [1] and session.training.is_set()

@@ -22,8 +22,8 @@ from tui_trainer.detached.protocol import ERROR, encode, read_lines, short_path
 from tui_trainer.engine.controls import Command
 from tui_trainer.engine.events import EVENT_TYPES, Event, RunStarted, StateChanged, Warning
 from tui_trainer.engine.metrics import read_metrics
-from tui_trainer.engine.runinfo import RunInfo, effective_state
 from tui_trainer.errors import EXIT_FAILED, UserError
+from tui_trainer.runs.registry import RunInfo, effective_state
 from tui_trainer.text import printable
 
 MAX_SHOWN_ERROR_CHARS = 500

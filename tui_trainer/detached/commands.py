@@ -9,11 +9,11 @@ import stat
 import time
 from pathlib import Path
 
-from tui_trainer.engine.run_folder import RECORD_FILE
-from tui_trainer.engine.runinfo import RunInfo, find_run, owned_by_us
 from tui_trainer.engine.states import LIVE_STATES
 from tui_trainer.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UserError, report
 from tui_trainer.launch import LaunchOptions
+from tui_trainer.runs.folder import RECORD_FILE
+from tui_trainer.runs.registry import RunInfo, find_run, owned_by_us
 from tui_trainer.text import printable
 
 STOP_TIMEOUT_S = 300.0
@@ -140,6 +140,18 @@ def _terminate(pid: int) -> None:
         os.kill(pid, signal.SIGTERM)
 
 
+def ask_engine_to_stop(info: RunInfo) -> str:
+    """SIGTERM (save and stop) to the run's engine once it is proven to be that run's; "" when sent, else why not."""
+    problem = engine_problem(info)
+    if problem:
+        return problem
+    try:
+        _terminate(info.pid)
+    except ProcessLookupError:
+        return f"process {info.pid} has just ended"
+    return ""
+
+
 def attach_target(folder: str, run: str | None) -> str | int:
     """The run folder `attach` opens, or an exit code after printing why not."""
     info = _find(folder, run)
@@ -169,13 +181,9 @@ def stop_run(folder: str, run: str) -> int:
     if not info.attachable:
         # A run without a socket, in its own terminal: SIGTERM makes it save and stop, once its process is
         # proven to be that run's (a run.json is only data).
-        problem = engine_problem(info)
+        problem = ask_engine_to_stop(info)
         if problem:
             return _error(f"run {printable(info.run_id)} was not signalled: {problem}", EXIT_FAILED)
-        try:
-            _terminate(info.pid)
-        except ProcessLookupError:
-            return _error(f"run {printable(info.run_id)}: process {info.pid} has just ended", EXIT_FAILED)
         print(f"asked run {printable(info.run_id)} (pid {info.pid}) to save and stop")
         return EXIT_OK
     try:

@@ -25,18 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tui_trainer.engine.runinfo import SOCKET_FILE, RunInfo, process_alive, read_run_info, write_run_info
 from tui_trainer.engine.states import ENDED_STATES, FINAL_STATES
 from tui_trainer.errors import EXIT_FAILED, RunNotStarted, UserError
 from tui_trainer.launch import LaunchOptions
+from tui_trainer.run_files import ENGINE_LOG, LAUNCH_FILE
 from tui_trainer.runs.hosting import Hosting
+from tui_trainer.runs.registry import SOCKET_FILE, RunInfo, process_alive, read_run_info, write_run_info
 from tui_trainer.runs.request import RunRequest
 from tui_trainer.text import printable
 
-ENGINE_LOG = "engine.log"
-LAUNCH_FILE = "launch.json"
-"""What the engine was asked to run (a Launch as JSON), readable by the user alone."""
-OPTIONS_FILE = LAUNCH_FILE
 READY_TIMEOUT_S = 180.0
 START_ERROR_MARK = "tui-trainer: start-error: "
 """The log line that carries a setup error back to the launcher (JSON after the mark)."""
@@ -113,8 +110,8 @@ def start_engine(launch: Launch, timeout_s: float = READY_TIMEOUT_S) -> RunInfo:
     """Validate and check what this machine can before anything is made (ConfigError, CheckpointError ...
     raised here), then make the run folder and start the supervisor. A run that does not start raises the
     engine's own error (a ConfigError naming its field, say) or DetachError, and leaves no folder it made."""
-    from tui_trainer.engine.run_folder import claim_run_folder
     from tui_trainer.preflight import check_run
+    from tui_trainer.runs.folder import claim_run_folder
 
     config, _ = launch.request.resolve()
     check_run(config, probe_devices=False)  # torch is the engine's to import, unless this process has it already

@@ -37,9 +37,9 @@ from tui_trainer.detached.protocol import (
 )
 from tui_trainer.engine.controls import CommandError, Controls, Save, command_from_dict
 from tui_trainer.engine.events import Event, RunStarted, StateChanged
-from tui_trainer.engine.runinfo import SOCKET_FILE
 from tui_trainer.engine.save_names import save_path_problem
 from tui_trainer.logs import get_logger
+from tui_trainer.runs.registry import SOCKET_FILE
 
 log = get_logger("detached")
 RELEASE = "release"

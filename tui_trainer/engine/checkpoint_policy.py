@@ -1,5 +1,5 @@
 """When and how a run's checkpoints are written: the payload, writes on a thread of their own, the best
-checkpoint's throttle, and pruning of the periodic ones (engine.run_folder keeps the list of the run's own).
+checkpoint's throttle, and pruning of the periodic ones (the run folder keeps the list of the run's own).
 
 Never written: weights that are not finite, nor finite ones whose last loss was not (diverged weights can
 still be finite, just huge). A save that fails is one CheckpointFailed and training goes on; the run's end
@@ -22,7 +22,7 @@ from tui_trainer.config import CheckpointConfig, RunConfig
 from tui_trainer.engine import checkpoints, save_names
 from tui_trainer.engine.background_writes import BackgroundWrites, Serialized
 from tui_trainer.engine.events import CheckpointFailed, CheckpointSaved, Event
-from tui_trainer.engine.run_folder import RunFolder
+from tui_trainer.engine.held_folder import HeldFolder
 from tui_trainer.logs import get_logger
 from tui_trainer.text import printable
 
@@ -102,7 +102,7 @@ class CheckpointPolicy:
     starts with no best waiting and nothing unsaved.
     """
 
-    def __init__(self, run: Checkpointable, run_dir: Path, folder: RunFolder | None, settings: CheckpointConfig,
+    def __init__(self, run: Checkpointable, run_dir: Path, folder: HeldFolder | None, settings: CheckpointConfig,
                  emit: Callable[[Event], None], writes: bool) -> None:
         self.run, self.run_dir, self.folder, self.settings = run, run_dir, folder, settings
         self.emit, self.writes = emit, writes

@@ -73,7 +73,7 @@ class RunRecords:
         """Continue the history a checkpoint holds (checkpoints.check_resumable read it)."""
         self.history.replace(records)
         if self._log is not None and not self._log.path.exists():
-            # A branch (see run_folder) starts its metrics.jsonl with the history it continues.
+            # A branch (see runs.folder) starts its metrics.jsonl with the history it continues.
             for line in self.history.lines:
                 self._write(line)
 

@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 
 from tui_trainer.engine.checkpoints import SUFFIX, TEMP_PREFIX
-from tui_trainer.engine.runinfo import RUN_FILE, SOCKET_FILE
+from tui_trainer.run_files import CONFIG_FILE, ENGINE_LOG, METRICS_FILE, RUN_FILE, SOCKET_FILE
 from tui_trainer.text import printable
 
-RUN_FILES = frozenset({RUN_FILE, SOCKET_FILE, "config.yaml", "metrics.jsonl", "engine.log", "last.pt", "best.pt"})
+RUN_FILES = frozenset({RUN_FILE, SOCKET_FILE, CONFIG_FILE, METRICS_FILE, ENGINE_LOG, "last.pt", "best.pt"})
 """Files a run writes in its folder (the trainer's, the run registry's, the detached launcher's)."""
 PERIODIC_PREFIX = "epoch-"
 TEMP_RANDOM = ".XXXXXXXX"

@@ -32,7 +32,7 @@ from tui_trainer.catalog.datasets import build_dataset
 from tui_trainer.catalog.losses import build_loss
 from tui_trainer.catalog.models import ImportedModelError, build_model
 from tui_trainer.config import ConfigError, RunConfig
-from tui_trainer.engine import checkpoints, distributed, host_memory, resume_overrides, run_folder
+from tui_trainer.engine import checkpoints, distributed, host_memory, resume_overrides
 from tui_trainer.engine.checkpoint_policy import CheckpointPolicy, weights_finite
 from tui_trainer.engine.controls import Command, Controls, Pause, Resume, Save, SetHyperparameters, Stop
 from tui_trainer.engine.data_feed import DataFeed
@@ -48,6 +48,7 @@ from tui_trainer.engine.events import (
     StateChanged,
     Warning,
 )
+from tui_trainer.engine.held_folder import FolderOpener, HeldFolder
 from tui_trainer.engine.history import RunHistory, RunRecords
 from tui_trainer.engine.metrics import MetricsLog
 from tui_trainer.engine.optimization import Optimization, first_line
@@ -128,18 +129,6 @@ def autocast_for(config: RunConfig, device: torch.device) -> Callable[[], contex
     return lambda: torch.autocast(device.type, dtype=dtype)
 
 
-def open_run_folder(config: RunConfig, world: distributed.World, planned: Path | None, resume_from: Path | None,
-                    run_id: str | None) -> tuple[run_folder.RunFolder | None, Path]:
-    """Only in a folder made for this run, or the run folder of its own checkpoint (see run_folder); the main
-    process alone holds and writes it (the others only learn its path)."""
-    if not world.is_main:
-        return None, planned or run_folder.plan_run_dir(config, resume_from, run_id)
-    folder = run_folder.adopt_run_folder(planned) if planned is not None else \
-        run_folder.claim_run_folder(config, resume_from, run_id)
-    checkpoints.clean_temporary_files(folder.path)
-    return folder, folder.path
-
-
 class _Window:
     """The steps since the last progress event: their sums stay on the device until one is due."""
 
@@ -178,7 +167,7 @@ class Trainer:
                  controls: Controls | None = None, resume_from: str | Path | None = None,
                  run_id: str | None = None, run_dir: str | Path | None = None, pause_on_fault: bool = False,
                  start_paused: bool = False, parallel: distributed.Distributed | None = None,
-                 before_training: Callable[[], object] | None = None) -> None:
+                 before_training: Callable[[], object] | None = None, folders: FolderOpener | None = None) -> None:
         self.config = config
         """The run's config, with the hyperparameters changed since it started: a checkpoint stores these."""
         self.world = distributed.world_for(parallel or distributed.from_environment())
@@ -199,7 +188,9 @@ class Trainer:
         self._paused = False
         self._resume_changes: dict[str, float] = {}
         """Hyperparameters a resume sets otherwise than its checkpoint (see resume_overrides)."""
-        self._run_folder: run_folder.RunFolder | None = None
+        self.folders = folders
+        """How this run gets its folder (the runs layer's rule; see _open_folder)."""
+        self._run_folder: HeldFolder | None = None
         """The folder this run writes in, held (locked) from setup to the end of run()."""
 
     # ------------------------------------------------------------ setup
@@ -227,8 +218,7 @@ class Trainer:
         self.best = BestMetric(config.checkpoint.monitor)
         self.early_stopping = EarlyStopping(config.early_stopping)
         self.clock = TrainingClock()
-        self._run_folder, self.run_dir = open_run_folder(config, self.world, self.planned_run_dir, self.resume_from,
-                                                         self.run_id)
+        self._run_folder, self.run_dir = self._open_folder()
         self.run_id = self.run_dir.name
         self.records = RunRecords(MetricsLog(self.run_dir / "metrics.jsonl") if self._run_folder else None,
                                   self._warn)
@@ -236,6 +226,17 @@ class Trainer:
                                       writes=self.world.is_main)
         if self.resume_from:
             self.load_state_dict(checkpoints.load_checkpoint(self.resume_from, map_location=str(self.device)))
+
+    def _open_folder(self) -> tuple[HeldFolder | None, Path]:
+        """The folder the runs layer gives this run (only the main process holds and writes it). A host passes
+        its rule in; a Trainer used on its own (a script, a test) gets the same rule."""
+        folders = self.folders
+        if folders is None:
+            from tui_trainer.runs.folder import open_run_folder as folders
+        folder, run_dir = folders(self.config, self.world.is_main, self.planned_run_dir, self.resume_from, self.run_id)
+        if folder is not None:
+            checkpoints.clean_temporary_files(folder.path)
+        return folder, run_dir
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -254,7 +255,7 @@ class Trainer:
             return
         path = self.run_dir / "config.yaml"
         try:
-            run_folder.replace_file(path, dump_yaml(self.config.to_dict()))
+            self._run_folder.write_file(path.name, dump_yaml(self.config.to_dict()))
         except OSError as error:
             self._warn(f"could not write {path}: {error.strerror or error}")
 

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 from tui_trainer.config import RunConfig
 from tui_trainer.engine.controls import Controls
 from tui_trainer.engine.events import Event, RunFinished
-from tui_trainer.engine.runinfo import RunInfoWriter, fan_out
 from tui_trainer.errors import EXIT_FAILED, EXIT_OK, signal_exit
 from tui_trainer.runs.hosting import EndedBy, Hosting, Where
+from tui_trainer.runs.registry import RunInfoWriter, fan_out
 
 if TYPE_CHECKING:
     from tui_trainer.detached.server import ControlServer
@@ -150,13 +150,14 @@ class RunHost:
             self.record = RunInfoWriter(detached=self.hosting.detached_run, attachable=True)  # rank 0 alone writes
             with self._socket(run_dir, parallel) as (server, publish):
                 from tui_trainer.engine.trainer import Trainer
+                from tui_trainer.runs.folder import open_run_folder
 
                 owned = server is not None and self.hosting.owned
                 self.trainer = Trainer(
                     self.config, fan_out(self.record, *publish, *self.listeners), controls=self.controls,
                     resume_from=self.resume_from, run_dir=run_dir, pause_on_fault=self.pause_on_fault,
                     start_paused=self.start_paused, parallel=parallel,
-                    before_training=server.wait_for_owner if owned else None,
+                    before_training=server.wait_for_owner if owned else None, folders=open_run_folder,
                 )
                 return self.trainer.run()
 
@@ -177,7 +178,7 @@ class RunHost:
         """The run folder: the one made for this run already, or one made (or locked) now by the main process.
         The other torchrun ranks only learn its path: they never write in it. A folder made here for a run that
         never started (nothing but its record in it) is removed when it is let go."""
-        from tui_trainer.engine.run_folder import claim_run_folder, plan_run_dir
+        from tui_trainer.runs.folder import claim_run_folder, plan_run_dir
 
         if self.planned_run_dir is not None:
             yield self.planned_run_dir
@@ -196,7 +197,7 @@ class RunHost:
             yield None, []
             return
         from tui_trainer.detached.server import ControlServer, EventHub
-        from tui_trainer.engine.run_folder import RunFolderError
+        from tui_trainer.runs.folder import RunFolderError
 
         hub = EventHub()
         try:

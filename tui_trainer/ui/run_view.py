@@ -24,9 +24,9 @@ from tui_trainer.engine.events import (
     StateChanged,
     Warning,
 )
-from tui_trainer.engine.metrics import Series
-from tui_trainer.engine.runinfo import LIVE_STATES
+from tui_trainer.runs.registry import LIVE_STATES
 from tui_trainer.ui import format as fmt
+from tui_trainer.ui.series import Series
 
 ENDED_STATES = (*FINAL_STATES, "lost", "detached")
 """States after which the view hears nothing more of the run (lost and detached: a detached run's)."""

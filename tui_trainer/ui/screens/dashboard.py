@@ -1,23 +1,41 @@
-"""The dashboard: status, loss and metric charts, the device panel and the event log of one run.
+"""The dashboard: status, loss and metric charts, the device panel and the event log of one run, and the
+actions on that run (pause, save, tweak, detach, new run).
 
-The screen holds no run state of its own: the app drains the engine's events into a RunView and tells
-the screen what to redraw. Charts redraw only while this screen is the one on top.
+The screen holds no run state of its own: the app drains the run's events into a RunView and tells the screen
+what to redraw; what the run allows now comes from the app's Lifecycle, and `check_action` shows it in the
+footer (a key that does nothing now is dimmed; Pause and Resume share space). Charts redraw only while this
+screen is the one on top.
 """
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer
 
 from tui_trainer.engine.devices import DeviceSample
+from tui_trainer.ui.lifecycle import BackToSetup, Lifecycle, Released
 from tui_trainer.ui.run_view import LogLine, RunView
+from tui_trainer.ui.screens.checkpoints import SavePanel, default_name
+from tui_trainer.ui.screens.confirm import ConfirmModal
+from tui_trainer.ui.screens.leave import SAVE_AND_STOP, LeaveModal
+from tui_trainer.ui.screens.tweaks import TweakPanel
 from tui_trainer.ui.widgets.charts import MetricChart, loss_lines, metric_lines, metric_title
 from tui_trainer.ui.widgets.event_log import EventLog
 from tui_trainer.ui.widgets.gauges import DevicePanel
 from tui_trainer.ui.widgets.status import FaultBanner, StatusBar
+
+if TYPE_CHECKING:
+    from tui_trainer.ui.app import TrainerApp
+    from tui_trainer.ui.handle import RunHandle
+
+RUN_ACTIONS = ("pause", "resume", "save", "tweak", "detach")
+"""Actions on the shown run: available only while it takes commands."""
 
 
 class DashboardScreen(Screen[None]):
@@ -25,11 +43,11 @@ class DashboardScreen(Screen[None]):
         # One key, two names: the footer says what space does now (check_action shows one of them).
         Binding("space", "pause", "Pause", tooltip="Pause or resume training (no CPU while paused)"),
         Binding("space", "resume", "Resume", tooltip="Pause or resume training (no CPU while paused)"),
-        Binding("s", "app.save", "Save", tooltip="Save a checkpoint (at the next step boundary)"),
+        Binding("s", "save", "Save", tooltip="Save a checkpoint (at the next step boundary)"),
         Binding("l", "app.load", "Load", tooltip="Load a checkpoint; this run is saved and stopped first"),
-        Binding("e", "app.tweak", "Tweak", tooltip="Change learning rate, weight decay, momentum live"),
-        Binding("n", "app.new_run", "New run", tooltip="Save and stop this run, back to the setup screen"),
-        Binding("d", "app.detach", "Detach",
+        Binding("e", "tweak", "Tweak", tooltip="Change learning rate, weight decay, momentum live"),
+        Binding("n", "new_run", "New run", tooltip="Save and stop this run, back to the setup screen"),
+        Binding("d", "detach", "Detach",
                 tooltip="Detached runs: leave the run training in the background and close its view"),
         Binding("r", "app.runs", "Runs", show=False,
                 tooltip="The runs of the checkpoint folder; attach to a live one"),
@@ -41,12 +59,14 @@ class DashboardScreen(Screen[None]):
         ("up down pgup pgdn", "Scroll the focused event log (home, end: oldest, newest)"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, runs: Lifecycle | None = None) -> None:
         super().__init__(id="dashboard")
+        self.runs = runs or Lifecycle()
+        """The app's run lifecycle: which run is shown and whether it takes commands now."""
         self.view: RunView | None = None
         self.note = ""
-        self._shown_paused = False
-        """Whether the footer's space says Resume."""
+        self._shown_actions: tuple[bool, ...] = ()
+        """What the footer was last drawn for (see _actions_now)."""
         # Held here, not queried: the app may update the screen while it is being taken down.
         self.status = StatusBar(id="status")
         self.fault = FaultBanner(id="fault")
@@ -88,24 +108,148 @@ class DashboardScreen(Screen[None]):
         self.log_view.add(lines)
         self.status.show(self.view, self.note)
         self.fault.show(self.view.fault if self.view.state == "paused" else None)
-        if self.paused != self._shown_paused:
-            self._shown_paused = self.paused
+        actions = self._actions_now()
+        if actions != self._shown_actions:
+            self._shown_actions = actions
             self.refresh_bindings()
 
     @property
     def paused(self) -> bool:
         return self.view is not None and self.view.state == "paused"
 
+    # ------------------------------------------------------------ what the run allows now
+
+    @property
+    def trainer_app(self) -> TrainerApp:
+        return self.app  # type: ignore[return-value]
+
+    def _steerable(self) -> RunHandle | None:
+        """The run shown here while it takes commands and has started (it has a run id)."""
+        handle = self.runs.steerable
+        if handle is None or handle.view is not self.view or not handle.view.run_id:
+            return None
+        return handle
+
+    def _actions_now(self) -> tuple[bool, ...]:
+        handle = self._steerable()
+        return (self.paused, handle is not None, handle is not None and handle.can_go_on_alone)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("pause", "resume"):
-            return (action == "resume") == self.paused
-        return True
+        if action not in RUN_ACTIONS:
+            return True
+        if action in ("pause", "resume") and (action == "resume") != self.paused:
+            return False  # one key, two names: the footer shows the one space does now
+        handle = self._steerable()
+        if action == "detach" and handle is not None and not handle.can_go_on_alone:
+            return False  # a run in the app's own thread can never go on without it
+        return True if handle is not None else None
+
+    def _unavailable(self, doing: str) -> RunHandle | None:
+        """The run for an action from the command palette, or None after saying why not."""
+        runs = self.runs
+        why = runs.unavailable(doing)
+        if why is None and not (runs.steerable and runs.steerable.view.run_id):
+            why = "The run is still starting."
+        if why is not None:
+            self.notify(why, severity="warning", timeout=3)
+            return None
+        return runs.steerable
+
+    # ------------------------------------------------------------ actions
 
     def action_pause(self) -> None:
-        self.app.action_toggle_pause()
+        self._toggle_pause()
 
     def action_resume(self) -> None:
-        self.app.action_toggle_pause()
+        self._toggle_pause()
+
+    def _toggle_pause(self) -> None:
+        handle = self._unavailable("pause")
+        if handle is None:
+            return
+        handle.paused_intent = not handle.paused_intent
+        if handle.paused_intent:
+            handle.controls.pause()
+        else:
+            handle.controls.resume()
+
+    def action_save(self) -> None:
+        handle = self._unavailable("save")
+        if handle is None:
+            return
+        view = handle.view
+        folder = view.run_dir or str(Path(handle.checkpoint_dir).expanduser())
+        self.app.push_screen(SavePanel(default_name(view.run_id, view.epoch, view.step), folder,
+                                       send=handle.controls.save, paused=view.state == "paused"), self._saved)
+
+    def _saved(self, path: str | None) -> None:
+        if path:
+            self.notify(f"Saved {Path(path).name}", timeout=3)
+
+    def action_tweak(self) -> None:
+        handle = self._unavailable("tweak")
+        if handle is None:
+            return
+        view = handle.view
+        self.app.push_screen(TweakPanel(view.optimizer_name, dict(view.hyperparameters), view.step), self._tweaked)
+
+    def _tweaked(self, changes: dict[str, float] | None) -> None:
+        handle = self.runs.steerable
+        if not changes or handle is None:
+            return
+        handle.controls.set_hyperparameters(**changes)
+        self.notify("Sent: applied at the next step boundary.", timeout=3)
+
+    def action_detach(self) -> None:
+        app = self.trainer_app
+        handle = self.runs.live
+        if handle is None:
+            self.notify("Not attached to a run: nothing to detach from.", severity="warning", timeout=3)
+        elif handle.stop_requested:  # it would not go on in the background: it saves and stops
+            self.notify("The run is saving last.pt and stopping: nothing to detach.", severity="warning", timeout=4)
+        elif not handle.can_go_on_alone:
+            self.notify("This run trains inside the app (--in-thread) and ends with it: it cannot be detached. To "
+                        "train in the background, start without --in-thread, or turn on Detach on the setup screen.",
+                        title="Not a detached run", severity="warning", timeout=8)
+        else:
+            app.end_shown_run(Released(handle), release=True)  # a run the app owns is released: it goes on
+
+    def action_new_run(self) -> None:
+        app = self.trainer_app
+        handle = self.runs.live
+        if handle is None:
+            app.carry_out(BackToSetup())
+        elif handle.stop_requested:  # no question to ask: it is saving and stopping already
+            self.notify("The run is saving last.pt and stopping; n again once it has stopped sets up a new run.",
+                        severity="warning", timeout=4)
+        elif not handle.ends_with_app:
+            def chose(choice: str | None) -> None:
+                if choice == SAVE_AND_STOP:
+                    app.end_shown_run(BackToSetup(), note="saving last.pt, then back to setup", reason="new run")
+                elif choice is not None:
+                    app.end_shown_run(BackToSetup(), release=True)
+
+            app.push_screen(LeaveModal(f"Run {handle.name} trains in the background. Set up a new run and "
+                                       "leave it running, or save and stop it first?"), chose)
+        else:
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    app.end_shown_run(BackToSetup(), note="saving last.pt, then back to setup", reason="new run")
+
+            app.push_screen(ConfirmModal("Save this run to last.pt, stop it and set up a new run?",
+                                         confirm="Stop and set up"), answered)
+
+    def system_commands(self) -> list[SystemCommand]:
+        """The command palette's entries for this screen's actions."""
+        return [
+            SystemCommand("Pause or resume", "Pause training (no CPU while paused) or resume it (space)",
+                          self._toggle_pause),
+            SystemCommand("Save checkpoint", "Save the run now, or at the next step boundary (s)", self.action_save),
+            SystemCommand("Live tweaks", "Change learning rate, weight decay, momentum (e)", self.action_tweak),
+            SystemCommand("New run", "Save and stop this run, back to setup (n)", self.action_new_run),
+            SystemCommand("Detach", "Leave a detached run training in the background, close its view (d)",
+                          self.action_detach),
+        ]
 
     def log_lines(self, lines: list[LogLine]) -> None:
         if self.is_attached:

@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 from textual.worker import Worker, WorkerState
 
-from tui_trainer.engine.runinfo import LIVE_STATES, RunInfo
+from tui_trainer.runs.registry import LIVE_STATES, RunInfo
 from tui_trainer.text import literal
 from tui_trainer.ui import format as fmt
 from tui_trainer.ui.screens.checkpoints import dated
@@ -108,7 +108,7 @@ class RunsPanel(ModalScreen[RunChoice | None]):
 
     @work(thread=True, exclusive=True, group="runs-list", exit_on_error=False)
     def _list(self, folder: str) -> list[RunInfo]:
-        from tui_trainer.engine.runinfo import list_runs
+        from tui_trainer.runs.registry import list_runs
 
         return list_runs(folder)
 

@@ -28,6 +28,7 @@ from tui_trainer.catalog.optimizers import OPTIMIZERS
 from tui_trainer.config import ConfigError, RunConfig, apply_overrides, config_from_dict
 from tui_trainer.engine.devices import DeviceInfo
 from tui_trainer.launch import LaunchOptions
+from tui_trainer.runs.request import RunRequest
 from tui_trainer.text import literal, printable
 from tui_trainer.ui import form
 from tui_trainer.ui import format as fmt
@@ -88,12 +89,14 @@ class SetupScreen(Screen[None]):
     class RunConfigured(Message):
         """The form is valid and the user asked to start."""
 
-        def __init__(self, config: RunConfig, launch: LaunchOptions) -> None:
+        def __init__(self, config: RunConfig, request: RunRequest, *, in_background: bool, processes: int) -> None:
             super().__init__()
             self.config = config
-            self.launch = launch
-            """How to start it in an engine process: detached (the Detach switch, or more than one process) or
-            owned by the app (stops with it)."""
+            self.request = request
+            """What to train, as an engine process builds it: the form's whole config as overrides on its preset."""
+            self.in_background = in_background
+            """The Detach switch (or more than one process): it trains on without the app."""
+            self.processes = processes
 
     def __init__(self, options: LaunchOptions) -> None:
         super().__init__(id="setup")
@@ -348,10 +351,10 @@ class SetupScreen(Screen[None]):
                     break
             return
         # The form's whole config goes as overrides on its preset, so an engine process runs exactly this.
-        launch = LaunchOptions(preset=self.preset_source, presets_dir=self.options.presets_dir,
-                               overrides=result.config.to_dict(), detach=self.detach_wanted(),
-                               processes=self.processes)
-        self.post_message(self.RunConfigured(result.config, launch))
+        request = RunRequest(preset=self.preset_source, presets_dir=self.options.presets_dir,
+                             overrides=result.config.to_dict())
+        self.post_message(self.RunConfigured(result.config, request, in_background=self.detach_wanted(),
+                                             processes=self.processes))
 
     # ------------------------------------------------------------ detached runs
 

@@ -14,9 +14,9 @@ from textual.geometry import Region
 from textual.strip import Strip
 from textual_plotext import PlotextPlot
 
-from tui_trainer.engine.metrics import Series
 from tui_trainer.ui import format as fmt
 from tui_trainer.ui.run_view import RunView, Tweak
+from tui_trainer.ui.series import Series
 
 MAX_MARKS_DRAWN = 12
 MARKER_GLYPHS = {"braille": "⠉⠒", "dot": "••"}

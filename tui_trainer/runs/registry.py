@@ -30,9 +30,7 @@ from tui_trainer.engine.events import (
     StateChanged,
 )
 from tui_trainer.engine.states import FINAL_STATES, LIVE_STATES, RECORD_STATES
-
-RUN_FILE = "run.json"
-SOCKET_FILE = "control.sock"
+from tui_trainer.run_files import RUN_FILE, SOCKET_FILE
 
 
 @dataclass

@@ -152,7 +152,7 @@ def _read_record(descriptor: int) -> _Record | None:
 
 def _names_itself(run_dir: Path) -> bool:
     """A run folder written before record files: its own run.json (ours, a regular file) names it."""
-    from tui_trainer.engine.runinfo import RunFileError, load_run_info
+    from tui_trainer.runs.registry import RunFileError, load_run_info
 
     try:
         info = load_run_info(run_dir)
@@ -253,6 +253,9 @@ class RunFolder:
     def child_env(self) -> dict[str, str]:
         """What that child's environment adds: tells its own engine that the folder is held for it."""
         return {HELD_BY_PARENT_ENV: str(self.path)}
+
+    def write_file(self, name: str, text: str) -> None:
+        replace_file(self.path / name, text)
 
     # ------------------------------------------------------------ the record
 
@@ -383,7 +386,7 @@ def _lock_existing(run_dir: Path, wait_s: float = 0.0) -> RunFolder | None:
 
 
 def _just_ended(run_dir: Path) -> bool:
-    from tui_trainer.engine.runinfo import RunFileError, load_run_info
+    from tui_trainer.runs.registry import RunFileError, load_run_info
 
     try:
         return load_run_info(run_dir).state in ENDED_STATES
@@ -468,3 +471,13 @@ def plan_run_dir(config: RunConfig, resume_from: str | Path | None, run_id: str 
 
 def _first_free(root: Path, names: Iterator[str]) -> Path:
     return root / next((name for name in names if not os.path.lexists(root / name)), "run")
+
+
+def open_run_folder(config: RunConfig, is_main: bool, planned: Path | None, resume_from: Path | None,
+                    run_id: str | None) -> tuple[RunFolder | None, Path]:
+    """A Trainer's folder: only one made for this run, or the run folder of its own checkpoint; the main
+    process alone holds and writes it (the others only learn its path). See engine.held_folder."""
+    if not is_main:
+        return None, planned or plan_run_dir(config, resume_from, run_id)
+    folder = adopt_run_folder(planned) if planned is not None else claim_run_folder(config, resume_from, run_id)
+    return folder, folder.path

@@ -1,5 +1,5 @@
-"""A detached run under the app: its events come from the run's control socket, its commands go back
-over it.
+"""A run in another process under the app (the app's own engine process, or a detached run): its events come
+from the run's control socket, its commands go back over it.
 
 The worker thread only relays: it connects, queues the replay (RunStarted with the whole history, the
 current state), then every live event, and ends when the socket closes. All socket reads happen in that
@@ -12,15 +12,18 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tui_trainer.detached.client import RunClient, RunUnavailable
 from tui_trainer.detached.commands import run_command
 from tui_trainer.engine.controls import Command, Controls
 from tui_trainer.engine.events import RunFinished
-from tui_trainer.engine.runinfo import LIVE_STATES, RunInfo, effective_state, read_run_info
-from tui_trainer.ui.run_view import RunView
-from tui_trainer.ui.session import Session
+from tui_trainer.runs.registry import LIVE_STATES, RunInfo, effective_state, read_run_info
+from tui_trainer.ui.handle import RunHandle
+from tui_trainer.ui.run_view import LogLine, RunView
+
+if TYPE_CHECKING:
+    from tui_trainer.engine.devices import DeviceMonitor
 
 ENDING_WAIT_S = 5.0
 """After the socket closed without a RunFinished: how long to wait for run.json to say how the run
@@ -64,16 +67,17 @@ class SocketControls(Controls):
             self.drain()
 
 
-class RemoteSession(Session):
+class SocketHandle(RunHandle):
     """A run in another process (the app's own engine process, a detached or a headless run), reached
-    through the control socket in its run folder."""
+    through the control socket in its run folder. It can always go on without the app."""
 
-    remote = True
+    can_go_on_alone = True
+    verb = "attach"
 
-    def __init__(self, run_dir: str | Path, *, notify: Any, pause: bool = False, owned: bool = False) -> None:
-        self.run_dir = str(run_dir)
-        self.owned = owned
-        """The app started this engine process for itself: the run ends with the app (saved), unless detached."""
+    def __init__(self, run_dir: str | Path, *, notify: Any, pause: bool = False, ends_with_app: bool = False) -> None:
+        self._run_dir = str(run_dir)
+        self.ends_with_app = ends_with_app
+        """The app started this engine process for itself: the run ends with the app (saved), unless released."""
         known = read_run_info(self.run_dir)
         view = RunView(run_dir=self.run_dir, preset=known.preset if known else "",
                        epochs=known.epochs if known else 0, epoch=known.epoch if known else 0,
@@ -96,12 +100,15 @@ class RemoteSession(Session):
         return self.run_id
 
     @property
+    def run_dir(self) -> str:
+        return self._run_dir
+
+    @property
     def checkpoint_dir(self) -> str:
         return str(Path(self.run_dir).parent)
 
     @property
-    def detached(self) -> bool:
-        """The app let go of the run (it goes on training)."""
+    def released(self) -> bool:
         return self._let_go.is_set()
 
     # ------------------------------------------------------------ worker thread
@@ -118,7 +125,7 @@ class RemoteSession(Session):
                 raise RunUnavailable(f"{self.run_dir}: no run.json here (not a run folder)")
             client = RunClient(info)
             with self._lock:
-                if self.detached:
+                if self.released:
                     if self._release_owned:
                         client.release()  # detached before the connection was made
                     return None
@@ -132,7 +139,7 @@ class RemoteSession(Session):
                 if isinstance(event, RunFinished):
                     self.result = event
                     break
-            if self.result is None and not self.detached:
+            if self.result is None and not self.released:
                 self.ending = self._how_it_ended()
             return self.result
         finally:
@@ -155,11 +162,11 @@ class RemoteSession(Session):
 
     # ------------------------------------------------------------ UI thread
 
-    def detach(self) -> None:
+    def release(self) -> None:
         """Let go of the run: close the socket (the relay ends at once); the run goes on training (a run
-        the app owns is released first, so it does not stop when the socket closes)."""
+        the app owns is told so first, so it does not stop when the socket closes)."""
         with self._lock:
-            self._release_owned, self.owned = self.owned, False
+            self._release_owned, self.ends_with_app = self.ends_with_app, False
             self._let_go.set()
             client = self._client
         if client is not None:
@@ -167,19 +174,64 @@ class RemoteSession(Session):
                 client.release()
             client.close()
 
-    def ready(self) -> None:
+    def shown(self) -> None:
         """The dashboard shows a run the app owns: it may start training (it waits before its first step)."""
         with self._lock:
             client = self._client
-        if client is not None and self.owned:
+        if client is not None and self.ends_with_app:
             client.ready()
 
-    def let_go(self, reason: str) -> None:
-        """Leaving the app leaves a detached run training; a run the app owns saves and stops."""
-        if self.owned:
-            self.stop(reason)
-        else:
-            self.detach()
+    @property
+    def waits_to_be_shown(self) -> bool:
+        return self.ends_with_app
+
+    def exit_wait_s(self, timeout_s: float) -> float:
+        return timeout_s  # the relay ends when the socket closes: once saved, or at once when released
+
+    def failed_state(self) -> str:
+        info = read_run_info(self.run_dir)
+        state = effective_state(info) if info is not None else "failed"
+        return state if state not in LIVE_STATES else "failed"
+
+    def ended_lines(self) -> list[LogLine]:
+        """The socket closed: say why (released, finished, lost)."""
+        view = self.view
+        if self.released:
+            return view.detached_from() if view.active else []
+        if self.result is not None:
+            return []
+        ending = self.ending
+        if ending is None:
+            return view.connection_ended("lost", "its run.json is gone")
+        return view.connection_ended(ending.state, ending.reason, ending.exit_status, ending.last_checkpoint)
+
+    def lost_because(self) -> str | None:
+        """Why the run is lost, when its socket closed on a run that is lost."""
+        ending = self.ending
+        if ending is None or ending.state != "lost" or self.released:
+            return None
+        return ending.exit_status or ending.reason or "its engine is gone"
+
+    def closing_line(self) -> str | None:
+        line = super().closing_line()
+        if line is not None or not self.released or self.result is not None or self.ending is not None:
+            return line
+        if self.stop_requested:
+            return (f"{self.view.run_id or self.name}: told to save last.pt and stop, which it does by itself "
+                    "(`tui-trainer runs` shows when it has stopped)")
+        return None
+
+    @property
+    def goes_on(self) -> bool:
+        """Once the app has closed: the run trains on in the background (released, not told to stop)."""
+        return self.released and self.result is None and self.ending is None and not self.stop_requested
+
+    def device_monitor(self) -> DeviceMonitor:
+        """The figures of the engine's process, not the app's; GPU names as the engine sent them."""
+        from tui_trainer.engine.devices import DeviceMonitor
+
+        view = self.view
+        return DeviceMonitor(view.device, cuda=EngineCuda(view.device_name), process=EngineProcess(self.engine_pid))
 
 
 class EngineProcess:

@@ -1,0 +1,12 @@
+"""The names of the files a run keeps in its folder, for every part that writes or reads them."""
+
+RUN_FILE = "run.json"
+"""The run's record: state, pid, progress (runs.registry)."""
+SOCKET_FILE = "control.sock"
+"""The owner-only control socket (detached.server)."""
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+ENGINE_LOG = "engine.log"
+"""What a run in a process of its own printed (detached.launcher)."""
+LAUNCH_FILE = "launch.json"
+"""What to train, handed to that process (detached.launcher)."""
