@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tui_trainer.catalog.datasets import DATASETS
 from tui_trainer.catalog.losses import LOSSES, losses_for
@@ -32,6 +32,7 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 }
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda|cuda:\d{1,3})$"
 MAX_PRESET_BYTES = 1_000_000
+MAX_THREADS = 4096
 
 
 class ConfigError(UserError):
@@ -186,8 +187,20 @@ class RunConfig(Section):
     channels_last: bool | None = Field(
         None, description="Convolution weights in channels-last memory order (faster convolutions on CPUs and "
                           "GPUs); unset: on for the catalog's cnn, off for a model of your own.")
+    threads: int | None = Field(
+        None, description="torch's threads for this run: a number (1 or more), or auto (unset): the CPUs this "
+                          "process may use, less those other work keeps busy (see the README's Threads).")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _thread_count(cls, value: Any) -> int | None:
+        if value is None or value == "auto":
+            return None
+        if type(value) is not int or not 1 <= value <= MAX_THREADS:
+            raise ValueError(f"given {_short(value)}; allowed: a number of threads from 1 to {MAX_THREADS}, or auto")
+        return value
 
     @model_validator(mode="after")
     def _fits_catalog(self) -> RunConfig:

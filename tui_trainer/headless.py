@@ -31,6 +31,7 @@ from tui_trainer.engine.events import (
 from tui_trainer.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UserError, report, signal_exit
 from tui_trainer.launch import LaunchOptions
 from tui_trainer.logs import get_logger, setup_file_logging
+from tui_trainer.runs.cpu_share import ThreadChoice
 from tui_trainer.runs.host import exit_code
 from tui_trainer.text import literal, printable
 
@@ -57,7 +58,7 @@ class PlainReporter:
             resumed = f", resumed at step {event.start_step}" if event.start_step else ""
             self._print(f"run {event.run_id}: {event.preset} on {event.device} ({event.device_name}), "
                         f"{event.parameters:,} parameters, {event.train_samples} train / {event.val_samples} "
-                        f"val samples, {event.total_steps} steps{resumed}")
+                        f"val samples, {event.total_steps} steps{resumed}{threads_note(event)}")
             self._print(f"run folder: {event.run_dir}")
             self._last_line = time.monotonic()
         elif isinstance(event, Progress):
@@ -73,6 +74,12 @@ class PlainReporter:
             line = event_line(event)
             if line:
                 self._print(line)
+
+
+def threads_note(event: RunStarted) -> str:
+    """"; torch threads 1 of 2 CPUs (1 busy)", or nothing from a host that did not say."""
+    choice = ThreadChoice.from_dict(event.threads)
+    return f"; {choice.describe()}" if choice is not None else ""
 
 
 def progress_line(event: Progress, epochs: int) -> str:
@@ -125,7 +132,8 @@ class RichReporter:
         if isinstance(event, RunStarted):
             self.epochs = event.epochs
             self._print(literal(event.run_id, "bold"), f": {event.preset} on {event.device} ({event.device_name}), "
-                                                         f"{event.parameters:,} parameters, {event.total_steps} steps")
+                                                         f"{event.parameters:,} parameters, {event.total_steps} steps"
+                                                         f"{threads_note(event)}")
             self._print(f"run folder: {event.run_dir}")
             self.progress.start()
             self.task = self.progress.add_task("train", total=event.total_steps, completed=event.start_step,

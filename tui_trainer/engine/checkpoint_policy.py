@@ -65,7 +65,7 @@ def payload(run: Checkpointable, reason: str) -> dict[str, Any]:
             "run_id": run.run_id, "preset": run.config.name, "task": run.config.task,
             "epoch": trainer["epoch"] - 1 if complete else trainer["epoch"], "epoch_complete": complete,
             "step": trainer["step"], "val": dict(trainer["last_val"]), "train": dict(trainer["last_train"]),
-            "saved_at": time.time(), "reason": reason,
+            "saved_at": time.time(), "reason": reason, "torch_threads": torch.get_num_threads(),
             "versions": {"tui_trainer": __version__, "torch": str(torch.__version__),
                          "python": platform.python_version()},
         },

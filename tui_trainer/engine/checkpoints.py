@@ -481,6 +481,9 @@ class Meta(_Schema):
     saved_at: Annotated[float, Field(ge=0, le=MAX_TIMESTAMP, allow_inf_nan=False)] = 0.0
     reason: Text = ""
     versions: dict[Text, Text] = {}
+    torch_threads: Annotated[int, Field(ge=1, le=1 << 16)] | None = None
+    """torch's intra-op threads when it was saved (the run's count: it changes the order floats are summed in,
+    so a resume takes it again); None in checkpoints written before it was recorded."""
 
 
 class _Checkpoint(_Schema):
@@ -713,6 +716,8 @@ class CheckpointInfo:
     """Why this file cannot be loaded; listed anyway so the user sees it."""
     imports: tuple[str, ...] = ()
     """Code its stored config names ("model.import=pkg.mod:factory"): resuming it needs the user's trust."""
+    torch_threads: int | None = None
+    """torch's intra-op threads of the run that saved it (None: not recorded)."""
 
 
 def read_info(path: str | Path) -> CheckpointInfo:
@@ -731,7 +736,17 @@ def read_info(path: str | Path) -> CheckpointInfo:
         step=meta.step, val_loss=meta.val.get("val_loss"), val_accuracy=meta.val.get("val_accuracy"),
         val_r2=meta.val.get("val_r2"), saved_at=meta.saved_at, reason=meta.reason,
         imports=tuple(f"{field}={target}" for field, target in stored_imports(checked.config)),
+        torch_threads=meta.torch_threads,
     )
+
+
+def recorded_threads(path: str | Path | None) -> int | None:
+    """The torch thread count the checkpoint at path recorded; None without one (or a file that cannot be
+    read: resuming it reports why)."""
+    if path is None:
+        return None
+    info = read_info(path)
+    return info.torch_threads if info.error is None else None
 
 
 def _size(path: Path) -> int:

@@ -51,6 +51,9 @@ class RunStarted(Event):
     """Earlier progress, epoch and hyperparameter records of a resumed run, as in metrics.jsonl."""
     world_size: int = 1
     """Processes training together (torchrun); 1 without it."""
+    threads: dict[str, Any] | None = None
+    """torch's thread counts for the run and why (runs.cpu_share.ThreadChoice: intra_op, inter_op,
+    loader_worker, cpus, busy, ranks, set_by); None from a host that did not say."""
 
 
 @dataclass(frozen=True)

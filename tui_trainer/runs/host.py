@@ -2,18 +2,18 @@
 torchrun rank, a thread of the app), a run is put together here and nowhere else.
 
 `RunHost.run()` builds, in this order: the checks this machine can make before anything is created
-(tui_trainer.preflight), the signal handling its ownership calls for, the run folder (made or locked for it),
-the run record (run.json, kept by RunInfoWriter), the event fan-out (the record, the control socket's clients,
-the caller's listeners), the control socket, and the Trainer; then it trains and takes it all down again. A
-run that never started leaves no folder. Every setup failure it raises is a UserError (one line, an exit code:
-tui_trainer.errors); a training failure ends in the RunFinished it returns, and `exit_code` maps that to the
-command's exit code.
+(tui_trainer.preflight), torch's thread counts (tui_trainer.runs.cpu_share), the signal handling its
+ownership calls for, the run folder (made or locked for it), the run record (run.json, kept by RunInfoWriter),
+the event fan-out (the record, the control socket's clients, the caller's listeners), the control socket, and
+the Trainer; then it trains and takes it all down again. A run that never started leaves no folder. Every
+setup failure it raises is a UserError (one line, an exit code: tui_trainer.errors); a training failure ends
+in the RunFinished it returns, and `exit_code` maps that to the command's exit code.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
+import dataclasses
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from tui_trainer.config import RunConfig
 from tui_trainer.engine.controls import Controls
-from tui_trainer.engine.events import Event, RunFinished
+from tui_trainer.engine.events import Event, RunFinished, RunStarted
 from tui_trainer.errors import EXIT_FAILED, EXIT_OK, signal_exit
+from tui_trainer.runs import cpu_share
 from tui_trainer.runs.hosting import EndedBy, Hosting, Where
 from tui_trainer.runs.registry import RunInfoWriter, fan_out
 
@@ -34,11 +35,6 @@ if TYPE_CHECKING:
     from tui_trainer.engine.trainer import Trainer
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-
-
-def training_threads() -> int:
-    """Leave a core to the UI: two torch threads on two cores stall badly beside anything else."""
-    return max(1, (os.cpu_count() or 2) - 1)
 
 
 class ShellSignals:
@@ -96,6 +92,16 @@ class EngineSignals:
         self.controls.stop(save=True, reason=f"received {signal.Signals(signum).name}")
 
 
+def with_threads(on_event: Callable[[Event], None], threads: cpu_share.ThreadChoice) -> Callable[[Event], None]:
+    """on_event, with the run's thread counts added to its RunStarted (the host decides them, not the Trainer)."""
+    counts = threads.to_dict()
+
+    def listener(event: Event) -> None:
+        on_event(dataclasses.replace(event, threads=counts) if isinstance(event, RunStarted) else event)
+
+    return listener
+
+
 def _stderr(message: str) -> None:
     import sys
 
@@ -128,6 +134,8 @@ class RunHost:
         self.record: RunInfoWriter | None = None
         self.run_dir: Path | None = None
         self.signals: ShellSignals | EngineSignals | None = None
+        self.threads: cpu_share.ThreadChoice | None = None
+        """torch's thread counts for this run, decided when it starts."""
 
     # ------------------------------------------------------------ the run
 
@@ -137,14 +145,12 @@ class RunHost:
         from tui_trainer.engine.distributed import SINGLE, from_environment
 
         parallel = SINGLE if self.hosting.where == Where.THREAD else from_environment()
+        busy = cpu_share.BusySample(cpu_share.affinity_cpus(), with_sibling_ranks=parallel.enabled)
         if not parallel.enabled:
             from tui_trainer.preflight import check_run
 
             check_run(self.config)  # under torchrun each rank's device is its own (distributed.device_for)
-        if self.hosting.where == Where.THREAD:
-            import torch
-
-            torch.set_num_threads(training_threads())
+        self.threads = self._size_threads(busy, parallel)
         with self._signals(), self._folder(parallel) as run_dir:
             self.run_dir = run_dir
             self.record = RunInfoWriter(detached=self.hosting.detached_run, attachable=True)  # rank 0 alone writes
@@ -153,13 +159,24 @@ class RunHost:
                 from tui_trainer.runs.folder import open_run_folder
 
                 owned = server is not None and self.hosting.owned
+                on_event = with_threads(fan_out(self.record, *publish, *self.listeners), self.threads)
                 self.trainer = Trainer(
-                    self.config, fan_out(self.record, *publish, *self.listeners), controls=self.controls,
+                    self.config, on_event, controls=self.controls,
                     resume_from=self.resume_from, run_dir=run_dir, pause_on_fault=self.pause_on_fault,
                     start_paused=self.start_paused, parallel=parallel,
                     before_training=server.wait_for_owner if owned else None, folders=open_run_folder,
                 )
                 return self.trainer.run()
+
+    def _size_threads(self, busy: cpu_share.BusySample, parallel: Distributed) -> cpu_share.ThreadChoice:
+        """torch's threads for the whole run, set before it trains (see runs.cpu_share): the user's setting,
+        else the count a resumed checkpoint recorded (a resume stays bit for bit), else the CPUs this process
+        may use less the busy ones, shared among torchrun's local ranks. A run in the app's thread leaves a
+        CPU to the UI."""
+        from tui_trainer.engine.checkpoints import recorded_threads
+
+        return cpu_share.size_threads(busy, preset=self.config.threads, recorded=recorded_threads(self.resume_from),
+                                      world_size=parallel.world_size, leave_one=self.hosting.where == Where.THREAD)
 
     def _signals(self) -> contextlib.AbstractContextManager[Any]:
         """Signals follow who ends the run: the shell's are the run's own; an engine process ignores its

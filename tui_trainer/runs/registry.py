@@ -58,6 +58,8 @@ class RunInfo:
     world_size: int = 1
     exit_status: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    threads: dict[str, Any] | None = None
+    """torch's thread counts for the run and why (runs.cpu_share.ThreadChoice.to_dict); None in older files."""
     owner_uid: int = -1
     """Who owns the run.json it was read from (from the file system, never from the file; -1: not read)."""
 
@@ -75,6 +77,19 @@ UNREADABLE = "unreadable"
 
 class RunFileError(Exception):
     """A run.json that cannot be used; str() is one line naming the file and why."""
+
+
+class _Threads(BaseModel):
+    """run.json's record of torch's thread counts (runs.cpu_share.ThreadChoice)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+    intra_op: int = Field(ge=1, le=1 << 16)
+    inter_op: int = Field(1, ge=1, le=1 << 16)
+    loader_worker: int = Field(1, ge=0, le=1 << 16)
+    cpus: int = Field(1, ge=1, le=1 << 20)
+    busy: int = Field(0, ge=0, le=1 << 20)
+    ranks: int = Field(1, ge=1, le=1 << 20)
+    set_by: str = Field("auto", max_length=40)
 
 
 class _RunFile(BaseModel):
@@ -102,6 +117,7 @@ class _RunFile(BaseModel):
     world_size: int = Field(1, ge=1)
     exit_status: str | None = Field(None, max_length=1000)
     extra: dict[str, Any] = Field(default_factory=dict)
+    threads: _Threads | None = None
 
 
 def _as_file(info: RunInfo) -> dict[str, Any]:
@@ -287,7 +303,7 @@ class RunInfoWriter:
                 pid=os.getpid(), process_started_at=self._process_started_at, started_at=time.time(),
                 epoch=event.start_epoch, epochs=event.epochs, step=event.start_step, total_steps=event.total_steps,
                 monitor=event.config.get("checkpoint", {}).get("monitor", "val_loss"), detached=self.detached,
-                attachable=self.attachable, world_size=event.world_size,
+                attachable=self.attachable, world_size=event.world_size, threads=event.threads,
             )
         elif self.info is None:
             return
