@@ -72,6 +72,8 @@ class RunView:
     device_name: str = ""
     parameters: int = 0
     world_size: int = 1
+    threads: dict[str, Any] | None = None
+    """torch's thread counts for the run (RunStarted.threads); None until it starts, or from an older engine."""
     state: str = "starting"
     reason: str = ""
     epoch: int = 0
@@ -140,7 +142,7 @@ class RunView:
         self.task, self.run_id, self.run_dir, self.preset = event.task, event.run_id, event.run_dir, event.preset
         self.model, self.device, self.device_name = event.model, event.device, event.device_name
         self.parameters, self.epochs, self.total_steps = event.parameters, event.epochs, event.total_steps
-        self.world_size = event.world_size
+        self.world_size, self.threads = event.world_size, event.threads
         self.steps_per_epoch, self.epoch, self.step = event.steps_per_epoch, event.start_epoch, event.start_step
         self.epoch_step = max(0, event.start_step - (event.start_epoch - 1) * event.steps_per_epoch)
         optimizer = event.config.get("optimizer", {})

@@ -1,6 +1,7 @@
 """The device panel: a memory gauge per GPU in use (torch.cuda and NVML figures), or the process's
-memory and CPU use without one. A torchrun run sends one entry per rank, in rank order: one gauge
-each, labelled with the rank and its device. Any figure a machine cannot give reads "n/a"."""
+memory and CPU use without one, and the run's torch threads (from its screen's run view). A torchrun run
+sends one entry per rank, in rank order: one gauge each, labelled with the rank and its device. Any figure a
+machine cannot give reads "n/a"."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from rich.text import Text
 from textual.widget import Widget
 
 from tui_trainer.engine.devices import DeviceSample
+from tui_trainer.runs.cpu_share import ThreadChoice
+from tui_trainer.text import printable
 from tui_trainer.ui import format as fmt
 from tui_trainer.ui.widgets.styling import component_style
 
@@ -56,12 +59,38 @@ class DevicePanel(Widget):
         cpu = sample.process_cpu_percent
         cpu_fraction = cpu / (100 * cores) if cpu is not None else None
         cpu_text = fmt.NOT_AVAILABLE if cpu is None else f"{cpu:.0f}%"
-        return [
+        lines = [
             Text.assemble(sample.name, self._label(", no GPU")),
             Text.assemble(self._label("process memory "), fmt.size(sample.process_rss_bytes)),
             Text.assemble(self._label("process CPU "), cpu_text, self._label(f" of {cores * 100}%")),
             Text.assemble(self._bar(cpu_fraction, width)),
         ]
+        threads = self._threads()
+        if threads is not None:
+            lines.append(self._threads_line(threads, width))
+        return lines
+
+    def _threads(self) -> ThreadChoice | None:
+        """The run's thread counts, from the run view of the screen this panel is on (the dashboard's)."""
+        try:
+            view = getattr(self.screen, "view", None)
+        except Exception:  # not on a screen (yet)
+            return None
+        return ThreadChoice.from_dict(getattr(view, "threads", None))
+
+    def _threads_line(self, threads: ThreadChoice, width: int) -> Text:
+        """The longest of "torch threads 1 of 2 CPUs (1 busy)", "threads 1 of 2 CPUs (1 busy)", "threads 1/2 CPUs
+        (1 busy)" and "threads 1/2 (1 busy)" that fits the panel (the last, cut short, where none does)."""
+        count, cpus = str(threads.intra_op), f"{threads.cpus} CPU{'' if threads.cpus == 1 else 's'}"
+        long_notes = ", ".join(printable(note) for note in threads.notes())
+        short_notes = long_notes.replace("set by ", "")
+        forms = [("torch threads ", f" of {cpus}", long_notes), ("threads ", f" of {cpus}", long_notes),
+                 ("threads ", f"/{cpus}", short_notes), ("threads ", f"/{threads.cpus}", short_notes)]
+        for label, rest, notes in forms:
+            notes = f" ({notes})" if notes else ""
+            if len(label + count + rest + notes) <= width:
+                break
+        return Text.assemble(self._label(label), count, self._label(rest), self._label(notes))
 
     def _gpu(self, sample: DeviceSample, width: int) -> list[Text]:
         total = sample.memory_total_bytes
