@@ -56,10 +56,11 @@ def showing(app: TrainerApp, screen_type: type) -> bool:
 
 async def stop_all(app: TrainerApp) -> None:
     """Stop the app's own runs (each saves last.pt); a detached run is let go of, not stopped."""
-    for session in app.handles:
-        session.leave("test over")
-    for session in app.handles:
-        finished = await asyncio.to_thread(session.finished.wait, 30)
+    begun = [handle for handle in app.handles if handle.began.is_set()]
+    for handle in begun:
+        handle.leave("test over")
+    for handle in begun:
+        finished = await asyncio.to_thread(handle.finished.wait, 30)
         assert finished, "a training thread did not end"
 
 

@@ -255,7 +255,7 @@ class TrainerApp(App[int]):
                 self.dashboard.log_lines([LogLine(log_line)])
             self.dashboard.attach(handle.view)
         self._set_note(note)
-        self._worker = self.run_worker(handle.run, name="trainer", group="trainer", thread=True,
+        self._worker = self.run_worker(handle.work, name="trainer", group="trainer", thread=True,
                                        exit_on_error=False, description=description)
 
     def start_in_processes(self, request: RunRequest, *, in_background: bool, processes: int = 1,
@@ -286,9 +286,9 @@ class TrainerApp(App[int]):
         if state == WorkerState.SUCCESS and worker.result is not None and starting is not None:
             info: RunInfo = worker.result
             match self.runs.process_started(info):
-                case OnStarted.SHOW_THEN_LEAVE:
-                    self.attach_run(info.run_dir, ends_with_app=True)
-                    self.leave("quit")  # the relay tells it to save and stop, and the exit waits for that
+                case OnStarted.STOP_IT_AND_EXIT:
+                    self.handle_source.stop_process(info)
+                    self.leave("quit")
                 case OnStarted.STOP_IT:
                     self.handle_source.stop_process(info)
                 case OnStarted.LEAVE_IT:
@@ -675,7 +675,7 @@ class TrainerApp(App[int]):
     def wait_for_training(self, timeout_s: float) -> bool:
         """Stop any run still training that ends with the app (saving last.pt), let go of the others, and wait
         for their workers, at most timeout_s. True when none is left."""
-        remaining = [handle for handle in self.handles if handle.active]
+        remaining = [handle for handle in self.handles if handle.active and handle.began.is_set()]
         for handle in remaining:
             handle.leave("exit")
         return all(handle.finished.wait(handle.exit_wait_s(timeout_s)) for handle in remaining)

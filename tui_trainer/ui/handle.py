@@ -57,6 +57,8 @@ class RunHandle:
         self.result: RunFinished | None = None
         self.finished = threading.Event()
         """Set when run() returns or raises, in the worker thread."""
+        self.began = threading.Event()
+        """Set when the worker thread starts (a worker the app cancelled before it began never ends)."""
         self.training = threading.Event()
         """Set once the run is set up (RunStarted): from then on a stop saves last.pt."""
         self.stop_requested = False
@@ -89,6 +91,11 @@ class RunHandle:
         raise NotImplementedError
 
     # ------------------------------------------------------------ worker thread
+
+    def work(self) -> RunFinished | None:
+        """The worker thread's body: run(), noting that it began."""
+        self.began.set()
+        return self.run()
 
     def on_event(self, event: Event) -> None:
         """Enqueue, and wake the app once per batch. Returns at once."""

@@ -86,8 +86,8 @@ class OnStarted(enum.Enum):
     """What to do once a started process trains."""
 
     SHOW = "show"
-    SHOW_THEN_LEAVE = "show then leave"
-    """The user quit while it started: show it (its socket tells it to save and stop) and leave."""
+    STOP_IT_AND_EXIT = "stop it and exit"
+    """The user quit while it started: ask it to save and stop (it does so by itself), and exit."""
     STOP_IT = "stop it"
     """The app is leaving and the run would end with it: ask it to stop."""
     LEAVE_IT = "leave it"
@@ -131,6 +131,8 @@ class Lifecycle:
         self.quit_when_started = False
         self.unattached: list[RunInfo] = []
         """Runs this app started in the background but left before showing them."""
+        self.stopped_unshown: list[RunInfo] = []
+        """Runs of the app's own that it asked to save and stop before showing them (it was leaving)."""
         self._phase_before_start = Phase.SETUP
 
     # ------------------------------------------------------------ questions
@@ -182,9 +184,11 @@ class Lifecycle:
         self.starting = None
         ends_with_app = starting is not None and starting.ends_with_app
         if self.quit_when_started and ends_with_app:
-            return OnStarted.SHOW_THEN_LEAVE
+            self.stopped_unshown.append(info)
+            return OnStarted.STOP_IT_AND_EXIT
         if self.leaving:
             if ends_with_app:
+                self.stopped_unshown.append(info)
                 return OnStarted.STOP_IT
             self.unattached.append(info)
             return OnStarted.LEAVE_IT
@@ -284,6 +288,8 @@ class Lifecycle:
                 lines.append(line)
             elif handle.goes_on:
                 going_on[handle.run_dir] = handle.view.run_id or handle.name
+        lines += [f"{info.run_id}: told to save last.pt and stop, which it does by itself (`tui-trainer runs` shows "
+                  "when it has stopped)" for info in self.stopped_unshown]
         for info in self.unattached:
             going_on[info.run_dir] = info.run_id
         lines += [f"{run_id}: goes on in the background; attach with `{attach_command(run_dir)}`"

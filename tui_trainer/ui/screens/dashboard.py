@@ -139,10 +139,10 @@ class DashboardScreen(Screen[None]):
             return True
         if action in ("pause", "resume") and (action == "resume") != self.paused:
             return False  # one key, two names: the footer shows the one space does now
-        handle = self._steerable()
-        if action == "detach" and handle is not None and not handle.can_go_on_alone:
+        shown = self.runs.handle
+        if action == "detach" and shown is not None and not shown.can_go_on_alone:
             return False  # a run in the app's own thread can never go on without it
-        return True if handle is not None else None
+        return True if self._steerable() is not None else None
 
     def _unavailable(self, doing: str) -> RunHandle | None:
         """The run for an action from the command palette, or None after saying why not."""
