@@ -1,11 +1,12 @@
 """How many threads a run's torch uses: the CPUs this process may really run on, how many of them other work
 keeps busy, and the user's own settings, which always win.
 
-PyTorch sizes its intra-op pool from the machine (its cores; with its OpenMP build, the process's affinity),
-never from a container's CPU quota: a container limited to 2 CPUs on a 64-core host starts 64 threads. And two
-threads on two cores, one of them busy with another process, ran a ~1 ms step 15-75 times slower than one
-thread did. So the host (runs.host) decides once, before training, and the count stays fixed for the run: it
-changes the order floats are summed in, so a resume reuses the count its checkpoint recorded.
+PyTorch sizes its intra-op pool from the machine (its cores; with its OpenMP build, the process's affinity), never
+from a container's CPU quota: a container limited to 2 CPUs on a 64-core host starts 64 threads. And two threads on
+two cores, one of them busy with another process, ran a ~1 ms step about 3 times slower here than one thread did (14
+times with more going on: benchmarks/contention.py). So the host (runs.host) decides once, before training, and the
+count stays fixed for the run: it changes the order floats are summed in, so a resume reuses the count its
+checkpoint recorded.
 
 Who decides, first match wins (`ThreadChoice.set_by`):
 1. "preset": the preset's `threads:` (a number; "auto" or absent leaves it to what follows);
@@ -21,18 +22,17 @@ Who decides, first match wins (`ThreadChoice.set_by`):
    torchrun's local ranks; a run in the app's own thread leaves one more to the UI; at least one.
 
 How busy the CPUs are is measured, not guessed from the load average (a minute-long average that still counts
-a job that ended and not one that just began): the CPU time each of this process's CPUs spent busy over the
-run's setup (`BusySample`: torch's import, the data, the model, a few seconds where torch was not imported yet),
-less this process's own (and its sibling ranks'), as psutil reads them. A CPU counts as busy when other
-processes used more than half of it. The sample lasts at least MIN_SAMPLE_S.
+a job that ended and not one that just began): the CPU time each of this process's CPUs spent busy while the
+host checked the run (`BusySample`: a few seconds where that imports torch, MIN_SAMPLE_S where torch was imported
+already), less this process's own (and its sibling ranks'), as psutil reads them. A CPU counts as busy when other
+processes used more than half of it.
 
-DataLoader workers run one torch thread each: torch sets that in every worker it starts, and it is kept.
-The idle threads' spin-wait is left as torch's OpenMP runtime has it: OMP_WAIT_POLICY=PASSIVE helped two
-threads beside a busy CPU (about 2x), but cost two threads on quiet CPUs more (the ~1 ms step 2.4x slower
-here), and once sized, a run leaves the busy CPUs no thread of its own to spin on (benchmarks/contention.py
---variants). A count fixed for the run cannot follow work that starts on its CPUs later.
-Every reader here is robust to missing or malformed files (a container, macOS): none of them raises.
-"""
+DataLoader workers run one torch thread each: torch sets that in every worker it starts, and it is kept. The idle
+threads' spin-wait is left as torch's OpenMP runtime has it: OMP_WAIT_POLICY=PASSIVE helped two threads beside a
+busy CPU (1.5-2.7x), but cost two threads on quiet CPUs more (the ~1 ms step 2.4x slower here), and once sized, a
+run leaves the busy CPUs no thread of its own to spin on: there it changed nothing (0.93-1.04x;
+benchmarks/contention.py --variants). A count fixed for the run cannot follow work that starts on its CPUs later.
+Every reader here is robust to missing or malformed files (a container, macOS): none of them raises."""
 
 from __future__ import annotations
 
