@@ -40,6 +40,7 @@ class ConfigError(UserError):
 
     def __init__(self, source: str, path: str, message: str) -> None:
         self.source, self.path, self.message = source, path, message
+        self.field = path
         where = ": ".join(part for part in (source, path) if part)
         super().__init__(_one_line(f"{where}: {message}" if where else message))
 

@@ -23,6 +23,8 @@ class UserError(Exception):
     """A problem the user can fix; str() is one line for them (no traceback)."""
 
     exit_code: int = EXIT_BAD_INPUT
+    field: str = ""
+    """The config field it is about ("optimizer.lr"), when it names one: the setup form marks that field."""
 
 
 class RunNotStarted(UserError):

@@ -51,6 +51,8 @@ class DataBundle:
 class DatasetError(UserError):
     """The data could not be had: a missing extra, a failed download, unreadable files."""
 
+    field = "data.source"
+
 
 @dataclass(frozen=True)
 class DatasetSpec:

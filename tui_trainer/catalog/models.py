@@ -134,6 +134,8 @@ def _cnn(options: CNNOptions, input_shape: tuple[int, ...], num_outputs: int) ->
 class ImportedModelError(UserError):
     """A user's `import:` model could not be imported or built."""
 
+    field = "model.import"
+
 
 def _one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()

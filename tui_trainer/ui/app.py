@@ -30,10 +30,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from tui_trainer.catalog.datasets import DatasetError
 from tui_trainer.config import ConfigError, RunConfig, UntrustedCode
 from tui_trainer.engine.events import CheckpointFailed, CheckpointSaved, RunStarted
-from tui_trainer.errors import UserError
+from tui_trainer.errors import UserError, one_line
 from tui_trainer.launch import LaunchOptions, resolve_config
 from tui_trainer.logs import get_logger
 from tui_trainer.runs.hosting import Hosting
@@ -82,19 +81,9 @@ READY_TICK_S = 0.05
 READY_QUIET_CPU_S = 0.003
 READY_WAIT_MAX_S = 0.5
 """The app's own engine starts training once the dashboard is up and the UI thread quiet: see _ready_when_quiet."""
-SETUP_ERRORS = (ConfigError, DatasetError)
-"""Errors that send the user back to the form, the field they name marked (the others stay on the dashboard)."""
 
 
 log = get_logger("app")
-
-
-def one_line(error: BaseException) -> str:
-    """An error as the screen shows it: its own one-line text, never a traceback."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    if isinstance(error, UserError):
-        return text or type(error).__name__
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 class TrainerApp(App[int]):
@@ -303,7 +292,7 @@ class TrainerApp(App[int]):
             self.notify(message, title="Could not start", severity="error", timeout=10)
             if self.dashboard is not None:
                 self.dashboard.update([LogLine(f"Could not start: {message}", "error")])
-            elif isinstance(error, ConfigError) and self.setup_screen.is_mounted:
+            elif isinstance(error, UserError) and self.setup_screen.is_mounted:
                 self.setup_screen.show_start_error(error)
 
     def _show_started(self, info: RunInfo, paused: bool, ends_with_app: bool) -> None:
@@ -453,7 +442,8 @@ class TrainerApp(App[int]):
         if self.dashboard is not None:
             self.dashboard.update([LogLine(f"Could not {handle.verb}: {message}", "error")])
         self.notify(message, title=f"Could not {handle.verb}", severity="error", timeout=10)
-        if self.runs.from_setup and isinstance(error, SETUP_ERRORS) and not self.leaving:
+        if self.runs.from_setup and isinstance(error, UserError) and not self.leaving:
+            # The run never started: back to the form, the field the error names marked.
             self._back_to_setup()
             self.setup_screen.show_start_error(error)
 

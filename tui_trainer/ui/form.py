@@ -40,6 +40,8 @@ def field_for(path: str) -> str:
     for name, key in FIELDS.items():
         if path == key or path.startswith(key + "."):
             return name
+    if path.startswith("model."):  # model.import, model.options: the model choice shows them
+        return "model"
     return GENERAL
 
 

@@ -27,6 +27,7 @@ from tui_trainer.catalog.models import MODELS
 from tui_trainer.catalog.optimizers import OPTIMIZERS
 from tui_trainer.config import ConfigError, RunConfig, apply_overrides, config_from_dict
 from tui_trainer.engine.devices import DeviceInfo
+from tui_trainer.errors import UserError
 from tui_trainer.launch import LaunchOptions
 from tui_trainer.runs.request import RunRequest
 from tui_trainer.text import literal, printable
@@ -324,13 +325,11 @@ class SetupScreen(Screen[None]):
         error.update(literal(message))
         error.display = bool(message)
 
-    def show_start_error(self, error: Exception) -> None:
-        """The trainer refused the config at the start (a batch size larger than the data, a device
-        this machine lacks ...): flag the field and keep the form."""
-        if isinstance(error, ConfigError):
-            self.start_error = ConfigError("", error.path, error.message)
-        else:
-            self.start_error = ConfigError("", "", str(error))
+    def show_start_error(self, error: UserError) -> None:
+        """The run refused the config at the start (a batch size larger than the data, a device this machine
+        lacks, data that cannot be had ...): flag the field it names and keep the form."""
+        message = error.message if isinstance(error, ConfigError) else str(error)
+        self.start_error = ConfigError("", error.field, message)
         self.validate()
 
     # ------------------------------------------------------------ start
