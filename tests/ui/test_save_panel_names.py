@@ -18,7 +18,7 @@ class Host(App):
         self.sent: list[str] = []
 
     def on_mount(self) -> None:
-        self.push_screen(SavePanel("run-e1-s5.pt", str(self.folder), send=self.sent.append, paused=True))
+        self.push_screen(SavePanel("run-e1-s5.pt", str(self.folder), send=lambda path, overwrite=False: self.sent.append(path), paused=True))
 
 
 async def try_name(folder: Path, name: str) -> tuple[list[str], str]:

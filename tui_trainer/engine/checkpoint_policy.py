@@ -9,6 +9,7 @@ lists it (unsaved) unless a later save of the same file landed. Under torchrun r
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -127,10 +128,13 @@ class CheckpointPolicy:
         if self.settings.every_epochs and epoch % self.settings.every_epochs == 0:
             self.save(self.run_dir / f"epoch-{epoch:04d}.pt", "epoch", background=True)
 
-    def save_manual(self, path: str | None, epoch: int, step: int) -> None:
-        """A Save command: to path, or manual-e<epoch>-s<step>.pt in the run folder."""
+    def save_manual(self, path: str | None, epoch: int, step: int, overwrite: bool = False) -> None:
+        """A Save command: to path, or manual-e<epoch>-s<step>.pt in the run folder. A file already there is
+        replaced only when the command says so (`overwrite`: the user confirmed it)."""
         problem = save_names.save_path_problem(path) if path else ""
         target = Path(path) if path else self.run_dir / f"manual-e{epoch}-s{step}.pt"
+        if not problem and not overwrite and os.path.lexists(target):
+            problem = f"{printable(str(target))} exists; save again with overwrite to replace it"
         if problem:  # a name the run would prune, hide or overwrite: refused before anything is written
             self.emit(CheckpointFailed(str(target), problem, "manual"))
         else:

@@ -84,6 +84,8 @@ class Save(Command):
     kind: ClassVar[str] = "save"
     path: SavePath | None = None
     """Where to write; None: <run dir>/manual-e<epoch>-s<step>.pt. Its name follows engine.save_names."""
+    overwrite: Flag = False
+    """Replace a file already at path (the save panel asks first); without it an existing file is kept."""
 
 
 COMMAND_TYPES: dict[str, type[Command]] = {cls.kind: cls for cls in (Pause, Resume, Stop, SetHyperparameters, Save)}
@@ -194,8 +196,8 @@ class Controls:
     def stop(self, save: bool = True, reason: str = "") -> None:
         self.send(Stop(save=save, reason=reason[:MAX_REASON_CHARS]))
 
-    def save(self, path: str | None = None) -> None:
-        self.send(Save(path=path))
+    def save(self, path: str | None = None, overwrite: bool = False) -> None:
+        self.send(Save(path=path, overwrite=overwrite))
 
     def set_hyperparameters(self, lr: float | None = None, weight_decay: float | None = None,
                             momentum: float | None = None) -> None:

@@ -600,7 +600,7 @@ class Trainer:
         elif isinstance(command, SetHyperparameters):
             self._set_hyperparameters(command.changes())
         elif isinstance(command, Save):
-            self.saves.save_manual(command.path, self.epoch, self.step)
+            self.saves.save_manual(command.path, self.epoch, self.step, overwrite=command.overwrite)
 
     def _set_hyperparameters(self, requested: dict[str, float]) -> None:
         changes, previous, refused = self.optimization.change(requested, self.config.optimizer)

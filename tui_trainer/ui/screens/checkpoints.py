@@ -57,7 +57,7 @@ class SavePanel(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "dismiss", "Cancel", show=False)]
 
-    def __init__(self, name: str, folder: str, send: Callable[[str], None], paused: bool) -> None:
+    def __init__(self, name: str, folder: str, send: Callable[[str, bool], None], paused: bool) -> None:
         super().__init__(classes="panel-screen")
         self.default_name, self.default_folder = name, folder
         self.send = send
@@ -123,13 +123,14 @@ class SavePanel(ModalScreen[str | None]):
             self._status(f"Not saved: {problem}. The run goes on.", error=True)
             return
         path = str(folder / name)
-        if Path(path).exists() and self._confirm_overwrite != path:
+        exists = os.path.lexists(path)
+        if exists and self._confirm_overwrite != path:
             self._confirm_overwrite = path
             self._status(f"{path} exists; press Enter again to replace it.", error=True)
             return
         self.pending = path
         self._status(f"Saving {path} ...")
-        self.send(path)
+        self.send(path, exists)
 
     def checkpoint_result(self, event: CheckpointSaved | CheckpointFailed) -> None:
         """The engine's answer for a save; other saves (periodic, best) are not this panel's."""
