@@ -209,3 +209,21 @@ def test_training_on_a_gpu(precision, make_config, run_trainer):
     assert (trainer.scaler is not None) == (precision == "fp16")
     devices = events.of(Progress)[-1].devices
     assert devices and devices[0]["device"] == "cuda:0" and devices[0]["allocated_bytes"] > 0
+
+
+def test_an_ended_process_reads_as_no_figures_not_zero_bytes():
+    import subprocess
+    import sys
+
+    from tui_trainer.engine.devices import PsutilProcess
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    watched = PsutilProcess(child.pid)
+    import psutil
+
+    deadline = __import__("time").monotonic() + 30
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:  # ended, not yet reaped
+        assert __import__("time").monotonic() < deadline
+    assert watched.figures() == {}
+    child.wait()
+    assert watched.figures() == {}

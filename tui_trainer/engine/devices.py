@@ -157,6 +157,8 @@ class PsutilProcess:
 
         try:
             with self._process.oneshot():
+                if self._process.status() == psutil.STATUS_ZOMBIE:
+                    return {}  # it has ended (a zombie reads as 0 B): n/a, not a figure
                 return {"rss_bytes": self._process.memory_info().rss, "cpu_percent": self._process.cpu_percent(None)}
         except psutil.Error:
             return {}
