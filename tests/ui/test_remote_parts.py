@@ -51,7 +51,7 @@ def test_the_view_shows_a_lost_run_with_its_exit_status_and_checkpoint():
     still = RunView(step=5, state="running").connection_ended("running")
     assert "still running" in still[0].text
     view = RunView(step=7, state="paused")
-    assert "goes on in the background" in view.detached_from()[0].text and view.state == "detached"
+    assert "goes on in the background" in view.released()[0].text and view.state == "detached"
 
 
 def test_a_torchrun_run_shows_a_gauge_per_rank():

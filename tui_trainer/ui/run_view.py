@@ -29,7 +29,8 @@ from tui_trainer.ui import format as fmt
 from tui_trainer.ui.series import Series
 
 ENDED_STATES = (*FINAL_STATES, "lost", "detached")
-"""States after which the view hears nothing more of the run (lost and detached: a detached run's)."""
+"""States after which the view hears nothing more of the run: lost, and "detached" (shown as Detached: the app
+let go of the run, which trains on without this view)."""
 SERIES_POINTS = 1024
 SMOOTHING = 0.6
 MAX_TWEAK_MARKS = 50
@@ -315,8 +316,8 @@ class RunView:
         return [LogLine(f"Run {state} at step {self.step:,}{detail}{checkpoint}",
                         "error" if state == "failed" else "info")]
 
-    def detached_from(self) -> list[LogLine]:
-        """The app let go of a detached run: it trains on without this view."""
+    def released(self) -> list[LogLine]:
+        """The app let go of the run (the user detached it): it trains on without this view."""
         self.state, self.eta_s = "detached", None
         return [LogLine(f"Detached at step {self.step:,}: the run goes on in the background", "good")]
 

@@ -197,7 +197,7 @@ class SocketHandle(RunHandle):
         """The socket closed: say why (released, finished, lost)."""
         view = self.view
         if self.released:
-            return view.detached_from() if view.active else []
+            return view.released() if view.active else []
         if self.result is not None:
             return []
         ending = self.ending
