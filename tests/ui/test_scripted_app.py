@@ -108,6 +108,7 @@ async def test_a_run_started_while_the_user_quit_is_stopped_once_it_is_up(folder
         await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset")
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: app.runs.phase is Phase.STARTING, "the engine starting")
+        await wait_for(pilot, lambda: footer_actions(app).get("start") is False, "Start dimmed while it starts")
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: showing(app, ConfirmModal), "the question while starting")
         await pilot.press("y")

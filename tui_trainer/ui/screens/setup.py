@@ -115,6 +115,8 @@ class SetupScreen(Screen[None]):
         self.sizing: set[tuple] = set()
         self.check_result = form.FormCheck()
         self.start_error: ConfigError | None = None
+        self.starting = False
+        """A run is being started (Start waits for it)."""
         """An error the trainer raised at the last start, shown until the form changes."""
         self._started_once = False
 
@@ -373,11 +375,17 @@ class SetupScreen(Screen[None]):
         self.query_one("#detach-hint", Static).update(hint)
 
     def show_launching(self, busy: bool) -> None:
-        """A detached run is being started: the Start button says so and waits."""
+        """A run is being started in processes of its own: the Start button says so and waits, and the
+        footer dims Start."""
+        self.starting = busy
         if self.is_mounted:
             button = self.query_one("#start", Button)
             button.label = LAUNCHING_HINT if busy else START_HINT
             button.disabled = busy
+            self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return None if action == "start" and self.starting else True
 
     def start_when_ready(self) -> None:
         """--start: start as soon as the form holds a valid config (at once when it already does)."""
