@@ -1,6 +1,7 @@
-"""Helpers for driving the app with Pilot while a real (tiny) training run goes on.
+"""Helpers for driving the app with Pilot, on scripted runs (`scripted_app`: tests/ui/fake_handle.py) or on
+a real tiny training run (`make_app`, for the few tests whose point is the engine or the transport).
 
-While training runs the process is never idle, so tests send keys with `app.simulate_key` and wait on
+While a run goes on the process is never idle, so tests send keys with `app.simulate_key` and wait on
 conditions with short pauses, never on fixed sleeps; every run is stopped and its thread joined before
 the test ends.
 """
@@ -18,8 +19,10 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
+from tests.ui.fake_handle import ScriptedHandles, ScriptedRun
 from tui_trainer.launch import LaunchOptions
 from tui_trainer.ui.app import TrainerApp
+from tui_trainer.ui.screens.dashboard import DashboardScreen
 
 LONG_RUN = {
     "epochs": 100_000,
@@ -38,6 +41,38 @@ def make_app(folder: Path, preset: str = "iris-linear", start: bool = False, in_
                             overrides={"checkpoint.dir": str(folder), **LONG_RUN, **overrides})
     return TrainerApp(options, drain_interval_s=0.05, chart_interval_s=0.2, device_interval_s=0.3,
                       exit_grace_s=20)
+
+
+def scripted_app(folder: Path, *, in_thread: bool = True, preset: str | None = "iris-linear",
+                 steps_by_itself: bool = False, **options: Any) -> tuple[TrainerApp, ScriptedHandles]:
+    """The app on a preset whose runs are scripted (no training); options are LaunchOptions' (detach, attach,
+    start ...). in_thread: runs start as the app's thread would train them, else as processes of their own."""
+    handles = ScriptedHandles(str(folder), steps_by_itself=steps_by_itself)
+    overrides = {"checkpoint.dir": str(folder), **options.pop("overrides", {})}
+    app = TrainerApp(LaunchOptions(preset=preset, in_thread=in_thread, overrides=overrides, **options),
+                     handles=handles, drain_interval_s=0.01, chart_interval_s=0.05, device_interval_s=0.2,
+                     exit_grace_s=20)
+    return app, handles
+
+
+async def start_scripted(app: TrainerApp, handles: ScriptedHandles, pilot: Pilot) -> ScriptedRun:
+    """Ctrl+R on the setup screen, then wait until the dashboard shows the scripted run (its RunStarted drawn)."""
+    await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset to load")
+    await pilot.press("ctrl+r")
+    await shown(app, handles, pilot)
+    return handles.last
+
+
+async def shown(app: TrainerApp, handles: ScriptedHandles, pilot: Pilot) -> ScriptedRun:
+    """Wait until the dashboard shows the newest scripted run, its RunStarted drawn."""
+    await wait_for(pilot, lambda: handles.made and app.handle is handles.last and app.handle.view.run_id
+                   and showing(app, DashboardScreen), "the scripted run on the dashboard")
+    return handles.last
+
+
+def notified(app: TrainerApp, text: str) -> bool:
+    """A toast holding text is on screen (or was, in this app)."""
+    return any(text in str(note.message) for note in app._notifications)
 
 
 async def wait_for(pilot: Pilot, condition: Callable[[], object], what: str, timeout: float = 15.0) -> None:

@@ -1,15 +1,19 @@
 """Drive the app with scripted runs: no training, no engine process, no sleeps.
 
 `ScriptedRun` is a RunHandle whose worker plays the events a test gives it and answers commands the way an
-engine does (pause, resume, save, live changes, stop with last.pt). `ScriptedHandles` hands the app these
-instead of real runs, so a test opens the app with `TrainerApp(options, handles=ScriptedHandles())` and
-presses keys exactly as with a real run.
+engine does (pause, resume, save, live changes, stop with last.pt): while paused it plays nothing more of its
+script but still serves commands; `frozen()` holds even the commands (an engine busy writing, or stopped by a
+signal); `lose()` ends it as a run whose process died; `release()` lets it go on without the app.
+`ScriptedHandles` hands the app these instead of real runs, so a test opens the app with
+`TrainerApp(options, handles=ScriptedHandles())` and presses keys exactly as with a real run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,16 +26,19 @@ from tui_trainer.engine.events import (
     Event,
     HyperparametersChanged,
     Progress,
+    RunFailed,
     RunFinished,
     RunStarted,
     StateChanged,
 )
 from tui_trainer.runs.registry import RunInfo
 from tui_trainer.ui.handle import Handles, Notify, RunHandle
-from tui_trainer.ui.run_view import RunView
+from tui_trainer.ui.run_view import LogLine, RunView
 
 STEPS_PER_EPOCH = 10
 EPOCHS = 5
+TICK_S = 0.02
+"""How long the scripted worker waits for its next scripted event or command before looking again."""
 
 
 def run_started(run_id: str = "iris-linear-20261201-120000", run_dir: str = "/runs/iris-linear-20261201-120000",
@@ -44,12 +51,14 @@ def run_started(run_id: str = "iris-linear-20261201-120000", run_dir: str = "/ru
     return RunStarted(**{**fields, **changes})
 
 
-def progress(step: int, loss: float | None = None, accuracy: float = 0.5) -> Progress:
+def progress(step: int, loss: float | None = None, accuracy: float = 0.5, *, lr: float = 0.1,
+             epochs: int = EPOCHS) -> Progress:
     epoch = (step - 1) // STEPS_PER_EPOCH + 1
+    total = epochs * STEPS_PER_EPOCH
     return Progress(epoch=epoch, step=step, epoch_step=step - (epoch - 1) * STEPS_PER_EPOCH,
-                    steps_per_epoch=STEPS_PER_EPOCH, total_steps=EPOCHS * STEPS_PER_EPOCH,
-                    train_loss=loss if loss is not None else 1.5 / (1 + step / 10), train_accuracy=accuracy, lr=0.1,
-                    samples_per_s=1200.0, elapsed_s=step * 0.1, eta_s=(EPOCHS * STEPS_PER_EPOCH - step) * 0.1)
+                    steps_per_epoch=STEPS_PER_EPOCH, total_steps=total,
+                    train_loss=loss if loss is not None else 1.5 / (1 + step / 10), train_accuracy=accuracy, lr=lr,
+                    samples_per_s=1200.0, elapsed_s=step * 0.1, eta_s=max(0, total - step) * 0.1)
 
 
 def epoch_ended(epoch: int, *, best: bool = True) -> EpochEnded:
@@ -67,6 +76,11 @@ def steps(first: int, last: int) -> list[Event]:
         if step % STEPS_PER_EPOCH == 0:
             events.append(epoch_ended(step // STEPS_PER_EPOCH))
     return events
+
+
+def fault_pause(message: str, fault: str, advice: str) -> list[Event]:
+    """What the engine sends when a fault pauses the run (pause on fault): the fault, then the pause."""
+    return [RunFailed(message, fault, advice), StateChanged("paused", f"{message}: {advice}")]
 
 
 @dataclass
@@ -87,26 +101,54 @@ class Engine:
                            last={"train_loss": 0.5}, best_epoch=None, checkpoint=checkpoint)
 
 
+@dataclass(frozen=True)
+class _Finish:
+    """In the script: the run ends by itself here (built when reached, at the step the run is at then)."""
+
+    state: str
+    checkpoint: str | None
+
+
+@dataclass(frozen=True)
+class Lost:
+    """How a run whose process died ended, as its run.json would say."""
+
+    exit_status: str
+    last_checkpoint: str | None = None
+
+
 class ScriptedRun(RunHandle):
     """A run that plays what the test queues (`play`) and answers commands as an engine would."""
 
     def __init__(self, *, notify: Notify, name: str = "iris-linear", run_dir: str = "",
                  ends_with_app: bool = True, can_go_on_alone: bool = False, start_paused: bool = False,
-                 checkpoint_dir: str = "/runs", started: RunStarted | None = None) -> None:
+                 checkpoint_dir: str = "/runs", started: RunStarted | None = None, resume_from: str | None = None,
+                 error: BaseException | None = None, steps_by_itself: bool = False,
+                 started_with: dict[str, Any] | None = None, config: RunConfig | None = None) -> None:
         run_dir = run_dir or str(Path(checkpoint_dir) / f"{name}-20261201-120000")
         super().__init__(RunView(preset=name), Controls(), notify=notify, paused=start_paused)
         self.ends_with_app = ends_with_app
         self.can_go_on_alone = can_go_on_alone
         self.verb = "attach" if can_go_on_alone else "start"
         self.engine = Engine(run_dir=run_dir, run_id=Path(run_dir).name, paused=start_paused)
+        self.config = config
+        """The config the app asked to train here (None for a run reached through its socket)."""
+        self.resume_from = resume_from
+        self.error = error
+        """Raised by the worker instead of starting (a setup error, say)."""
+        self.steps_by_itself = steps_by_itself
+        """With nothing scripted and not paused, the run makes a step every TICK_S, as a long run trains on."""
+        self.lost: Lost | None = None
+        self.shown_calls = 0
         self._name = name
         self._checkpoint_dir = checkpoint_dir
-        self._started = started or run_started(run_id=self.engine.run_id, run_dir=run_dir, preset=name)
-        self._script: queue.SimpleQueue[Event | BaseException | None] = queue.SimpleQueue()
+        self._started = started or run_started(run_id=self.engine.run_id, run_dir=run_dir, preset=name,
+                                               **(started_with or {}))
+        self._script: queue.SimpleQueue[Event | BaseException | _Finish] = queue.SimpleQueue()
         self._released = threading.Event()
-        self.error: BaseException | None = None
-        """Raised by the worker instead of starting (a setup error, say)."""
-        self.shown_calls = 0
+        self._lost = threading.Event()
+        self._thawed = threading.Event()
+        self._thawed.set()
 
     @property
     def name(self) -> str:
@@ -138,22 +180,47 @@ class ScriptedRun(RunHandle):
     # ------------------------------------------------------------ the test's side
 
     def play(self, *events: Event) -> None:
-        """Deliver these events from the run's worker, in order."""
+        """Deliver these events from the run's worker, in order (held while the run is paused)."""
         for event in events:
             self._script.put(event)
 
     def fail(self, error: BaseException) -> None:
-        """The worker raises this (as a run whose setup failed)."""
+        """The worker raises this once it reaches it in the script (as a run whose setup failed)."""
         self._script.put(error)
 
     def finish(self, state: str = "finished", checkpoint: str | None = None) -> None:
-        """The run ends by itself (its last epoch, or a failure)."""
-        self._script.put(self.engine.finished(state, checkpoint or f"{self.engine.run_dir}/last.pt"))
+        """The run ends by itself once the script reaches this (its last epoch, or a failure)."""
+        self._script.put(_Finish(state, checkpoint or f"{self.engine.run_dir}/last.pt"))
+
+    def lose(self, exit_status: str = "killed by SIGKILL", last_checkpoint: str | None = None) -> None:
+        """The run's process dies now: its worker ends without a RunFinished (a run reached through its socket)."""
+        self.lost = Lost(exit_status, last_checkpoint)
+        self._lost.set()
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Within this block the engine takes nothing in: commands wait, as for an engine stopped by SIGSTOP."""
+        self._thawed.clear()
+        try:
+            yield
+        finally:
+            self._thawed.set()
 
     def release(self) -> None:
         self.ends_with_app = False
         self._released.set()
-        self._script.put(None)
+
+    # ------------------------------------------------------------ what the app asks once the worker ended
+
+    def ended_lines(self) -> list[LogLine]:
+        if self.released:
+            return self.view.released() if self.view.active else []
+        if self.lost is not None:
+            return self.view.connection_ended("lost", "", self.lost.exit_status, self.lost.last_checkpoint)
+        return []
+
+    def lost_because(self) -> str | None:
+        return self.lost.exit_status if self.lost is not None and not self.released else None
 
     # ------------------------------------------------------------ the worker
 
@@ -165,30 +232,56 @@ class ScriptedRun(RunHandle):
                 raise self.error
             self.on_event(self._started)
             self.on_event(StateChanged("paused" if self.engine.paused else "running"))
-            while True:
-                for command in self.controls.drain():
-                    if self._obey(command):
-                        return self.result
-                try:
-                    item = self._script.get(timeout=0.02)
-                except queue.Empty:
-                    continue
-                if item is None:  # released: the run goes on without the app
-                    return None
-                if isinstance(item, BaseException):
-                    raise item
-                self._advance(item)
-                self.on_event(item)
-                if isinstance(item, RunFinished):
-                    self.result = item
-                    return item
+            return self._serve()
         finally:
             thread.name = pool_name
             self._ended()
 
+    def _serve(self) -> RunFinished | None:
+        while True:
+            if self._released.is_set() or self._lost.is_set():
+                return None
+            if not self._thawed.is_set():
+                self._thawed.wait(TICK_S)
+                continue
+            for command in self.controls.drain():
+                if self._obey(command):
+                    return self.result
+            if self.engine.paused:
+                command = self.controls.wait(TICK_S)
+                if command is not None and self._obey(command):
+                    return self.result
+                continue
+            try:
+                item = self._script.get(timeout=TICK_S)
+            except queue.Empty:
+                if self.steps_by_itself:
+                    self._step_by_itself()
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            if isinstance(item, _Finish):
+                item = self.engine.finished(item.state, item.checkpoint)
+            self._advance(item)
+            self.on_event(item)
+            if isinstance(item, RunFinished):
+                self.result = item
+                return item
+
+    def _step_by_itself(self) -> None:
+        engine, epochs = self.engine, self._started.epochs
+        step = engine.step + 1
+        event = progress(step, lr=engine.hyperparameters["lr"], epochs=epochs)
+        self._advance(event)
+        self.on_event(event)
+        if step % STEPS_PER_EPOCH == 0:
+            self.on_event(epoch_ended(step // STEPS_PER_EPOCH))
+
     def _advance(self, event: Event) -> None:
         if isinstance(event, Progress):
             self.engine.step, self.engine.epoch = event.step, event.epoch
+        elif isinstance(event, StateChanged) and event.state in ("paused", "running"):
+            self.engine.paused = event.state == "paused"
 
     def _obey(self, command: Any) -> bool:
         """Answer one command as the engine would; True when the run ends."""
@@ -196,7 +289,7 @@ class ScriptedRun(RunHandle):
         engine.commands.append(command)
         if isinstance(command, Pause) and not engine.paused:
             engine.paused = True
-            self.on_event(StateChanged("paused", "paused by the user"))
+            self.on_event(StateChanged("paused"))
         elif isinstance(command, Resume) and engine.paused:
             engine.paused = False
             self.on_event(StateChanged("running"))
@@ -210,8 +303,9 @@ class ScriptedRun(RunHandle):
             self.on_event(CheckpointSaved(path, 4096, engine.epoch, engine.step, "manual"))
         elif isinstance(command, Stop):
             checkpoint = f"{engine.run_dir}/last.pt" if command.save else None
+            self.on_event(StateChanged("stopping", command.reason))
             if checkpoint:
-                self.on_event(CheckpointSaved(checkpoint, 4096, engine.epoch, engine.step, "stop"))
+                self.on_event(CheckpointSaved(checkpoint, 4096, engine.epoch, engine.step, "last"))
             self.result = engine.finished("stopped", checkpoint)
             self.on_event(self.result)
             return True
@@ -221,14 +315,20 @@ class ScriptedRun(RunHandle):
 class ScriptedHandles(Handles):
     """Handles that give the app scripted runs; each one made is kept in `made`, newest last."""
 
-    def __init__(self, checkpoint_dir: str = "/runs") -> None:
+    def __init__(self, checkpoint_dir: str = "/runs", *, steps_by_itself: bool = False) -> None:
         self.checkpoint_dir = checkpoint_dir
+        self.steps_by_itself = steps_by_itself
+        """Every run made steps by itself while nothing is scripted (see ScriptedRun.steps_by_itself)."""
+        self.started_with: dict[str, Any] = {}
+        """RunStarted fields for every run made (threads, task, epochs ...), over run_started's."""
         self.made: list[ScriptedRun] = []
         self.started: list[Any] = []
         """The Launch of each run started in processes of its own."""
         self.stopped: list[RunInfo] = []
         self.start_error: BaseException | None = None
         """Raised by start_process (a preset the engine refuses, say)."""
+        self.run_error: BaseException | None = None
+        """Raised by the worker of each run made in the app's thread (a config the trainer refuses, say)."""
         self.gate: threading.Event | None = None
         """When set: start_process waits on it (a run still starting)."""
 
@@ -239,13 +339,15 @@ class ScriptedHandles(Handles):
     def train_here(self, config: RunConfig, *, notify: Notify, resume_from: str | None = None,
                    start_paused: bool = False) -> RunHandle:
         run = ScriptedRun(notify=notify, name=config.name, checkpoint_dir=config.checkpoint.dir,
-                          start_paused=start_paused)
+                          start_paused=start_paused, resume_from=resume_from, error=self.run_error,
+                          steps_by_itself=self.steps_by_itself, started_with=self.started_with, config=config)
         self.made.append(run)
         return run
 
     def reach(self, run_dir: str, *, notify: Notify, pause: bool = False, ends_with_app: bool = False) -> RunHandle:
         run = ScriptedRun(notify=notify, name=Path(run_dir).name, run_dir=run_dir, ends_with_app=ends_with_app,
-                          can_go_on_alone=True, start_paused=pause, checkpoint_dir=str(Path(run_dir).parent))
+                          can_go_on_alone=True, start_paused=pause, checkpoint_dir=str(Path(run_dir).parent),
+                          steps_by_itself=self.steps_by_itself, started_with=self.started_with)
         self.made.append(run)
         return run
 

@@ -3,9 +3,8 @@ figures (the process's CPU falls to about nothing) never freeze at the last trai
 
 from __future__ import annotations
 
-import pytest
-
-from tests.ui.conftest import driving, make_app, press, start_training, wait_for
+from tests.ui.conftest import driving, scripted_app, start_scripted, wait_for
+from tests.ui.fake_handle import steps
 
 
 async def fresh_sample(app, pilot, what: str) -> None:
@@ -14,27 +13,28 @@ async def fresh_sample(app, pilot, what: str) -> None:
                    timeout=5)
 
 
-@pytest.mark.slow
 async def test_the_device_panel_samples_while_paused_and_again_once_resumed(folder):
-    app = make_app(folder)
+    app, handles = scripted_app(folder)
     app.idle_device_interval_s = 0.3
     async with driving(app) as pilot:
-        await start_training(app, pilot)
+        run = await start_scripted(app, handles, pilot)
         await wait_for(pilot, lambda: app.dashboard.devices.samples, "the first device sample")
-        press(app, "space")
-        await wait_for(pilot, lambda: app.handle.view.state == "paused", "the paused state")
+        await pilot.press("space")
+        await wait_for(pilot, lambda: run.view.state == "paused", "the paused state")
         await fresh_sample(app, pilot, "while paused")
         await fresh_sample(app, pilot, "still paused")
-        press(app, "space")
-        await wait_for(pilot, lambda: app.handle.view.state == "running", "the run again")
+        await pilot.press("space")
+        await wait_for(pilot, lambda: run.view.state == "running", "the run again")
         await fresh_sample(app, pilot, "after resuming")
 
 
 async def test_the_device_panel_samples_after_the_run_has_finished(folder):
-    app = make_app(folder, epochs=2)
+    app, handles = scripted_app(folder)
     app.idle_device_interval_s = 0.3
     async with driving(app) as pilot:
-        await start_training(app, pilot)
-        await wait_for(pilot, lambda: app.handle.view.state == "finished", "the end of the run")
+        run = await start_scripted(app, handles, pilot)
+        run.play(*steps(1, 50))
+        run.finish()
+        await wait_for(pilot, lambda: run.view.state == "finished", "the end of the run")
         await fresh_sample(app, pilot, "once finished")
         await fresh_sample(app, pilot, "later")

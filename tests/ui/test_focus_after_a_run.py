@@ -6,49 +6,47 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input
 
-from tests.ui.conftest import driving, make_app, press, showing, start_training, wait_for
-from tests.ui.remote_helpers import cleaned
+from tests.ui.conftest import driving, scripted_app, showing, shown, wait_for
 from tui_trainer.ui.screens.confirm import ConfirmModal
 from tui_trainer.ui.screens.runs import RunsPanel
 from tui_trainer.ui.screens.setup import SetupScreen
 
 
-async def start_from_field(app, pilot, field: str) -> str:
+async def start_from_field(app, handles, pilot, field: str) -> str:
     """Start a run with the focus in one of the form's text fields; returns the field's text."""
     await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset to load")
     widget = app.setup_screen.query_one(f"#{field}", Input)
     widget.focus()
     await wait_for(pilot, lambda: app.focused is widget, f"the focus in {field}")
-    await start_training(app, pilot)
+    await pilot.press("ctrl+r")
+    await shown(app, handles, pilot)
     return widget.value
 
 
 async def r_lists_the_runs(app, pilot, field: str, before: str) -> None:
-    await wait_for(pilot, lambda: showing(app, SetupScreen), "the setup screen", timeout=30)
-    await pilot.pause(0.1)
+    await wait_for(pilot, lambda: showing(app, SetupScreen), "the setup screen")
+    await pilot.pause()
     assert not isinstance(app.focused, Input), f"the focus went back to {app.focused}"
     await pilot.press("r")
     await wait_for(pilot, lambda: showing(app, RunsPanel), "the runs panel")
     assert app.setup_screen.query_one(f"#{field}", Input).value == before
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("field", ["epochs", "lr"])
 async def test_after_n_the_keys_act_instead_of_landing_in_the_last_field(folder, field):
-    app = make_app(folder)
+    app, handles = scripted_app(folder)
     async with driving(app) as pilot:
-        before = await start_from_field(app, pilot, field)
-        press(app, "n")
+        before = await start_from_field(app, handles, pilot, field)
+        await pilot.press("n")
         await wait_for(pilot, lambda: showing(app, ConfirmModal), "the confirmation")
-        press(app, "y")
+        await pilot.press("y")
         await r_lists_the_runs(app, pilot, field, before)
 
 
-@pytest.mark.slow
-async def test_after_d_the_keys_act_instead_of_landing_in_the_last_field(tmp_path):
-    with cleaned(tmp_path / "ck") as folder:
-        app = make_app(folder, in_thread=False, **{"logging.every_ms": 100})
-        async with driving(app) as pilot:
-            before = await start_from_field(app, pilot, "epochs")
-            press(app, "d")
-            await r_lists_the_runs(app, pilot, "epochs", before)
+async def test_after_d_the_keys_act_instead_of_landing_in_the_last_field(folder):
+    app, handles = scripted_app(folder, in_thread=False, detach=True)
+    async with driving(app) as pilot:
+        before = await start_from_field(app, handles, pilot, "epochs")
+        await pilot.press("d")
+        await r_lists_the_runs(app, pilot, "epochs", before)
+        assert handles.last.released

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.ui.conftest import driving, footer_actions, make_app, press, start_training, wait_for
+from tests.ui.conftest import driving, footer_actions, make_app, notified, scripted_app, start_scripted, wait_for
 from tui_trainer.engine.controls import Pause, SetHyperparameters, Stop
 from tui_trainer.engine.devices import DeviceMonitor, DeviceSample
 from tui_trainer.ui import app as app_module
@@ -100,20 +100,18 @@ def test_the_attach_hint_names_the_folder_unless_it_is_the_default(tmp_path, mon
 
 
 async def test_a_run_inside_the_app_offers_no_detach_and_the_palette_says_why(folder):
-    app = make_app(folder)
+    app, handles = scripted_app(folder)
     async with driving(app) as pilot:
-        await start_training(app, pilot)
-        assert app.handle.active and not app.handle.can_go_on_alone
+        run = await start_scripted(app, handles, pilot)
+        assert run.active and not run.can_go_on_alone
         footer_keys = {action for action, lit in footer_actions(app).items() if lit}
         assert "detach" not in footer_keys and "pause" in footer_keys
-        press(app, "d")
-        await pilot.pause(0.1)
-        assert app.handle.active, "d does nothing to a run that cannot go on alone"
+        await pilot.press("d")
+        assert run.active and not run.released and not run.engine.commands, "d does nothing to it"
         commands = {command.title: command for command in app.get_system_commands(app.dashboard)}
         assert {"Detach", "Runs"} <= set(commands)
         commands["Detach"].callback()
-        await wait_for(pilot, lambda: any("cannot be detached" in str(n.message) for n in app._notifications),
-                       "the explanation")
+        await wait_for(pilot, lambda: notified(app, "cannot be detached"), "the explanation")
 
 
 class WaitingRun:

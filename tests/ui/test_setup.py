@@ -1,5 +1,8 @@
 """The setup screen: presets fill the form, wrong values are flagged beside their field and block the
-start, Ctrl+R and Enter on Start start the run, and the screen opens without importing torch."""
+start, Ctrl+R and Enter on Start start the run, a config the run refuses at its start comes back as its
+field, and the screen opens without importing torch. Runs are scripted (tests/ui/fake_handle.py); that a real
+run refuses fp16 on a CPU and the form marks precision, in the app's thread and in an engine process, is
+tests/runs/test_start_errors.py's."""
 
 from __future__ import annotations
 
@@ -8,7 +11,9 @@ import sys
 
 from textual.widgets import Input, OptionList, Select, Static
 
-from tests.ui.conftest import driving, make_app, showing, start_training, wait_for
+from tests.ui.conftest import driving, make_app, scripted_app, showing, start_scripted, wait_for
+from tests.ui.fake_handle import steps
+from tui_trainer.config import ConfigError
 from tui_trainer.ui.screens.dashboard import DashboardScreen
 from tui_trainer.ui.screens.setup import SetupScreen
 
@@ -82,33 +87,58 @@ async def test_a_batch_larger_than_the_training_set_blocks_the_start(folder):
         assert app.handle is None
 
 
-async def test_enter_on_start_starts_the_run(folder):
-    app = make_app(folder)
+async def test_enter_on_start_starts_the_run_with_the_forms_values(folder):
+    app, handles = scripted_app(folder)
     async with driving(app) as pilot:
         await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset")
+        app.setup_screen.query_one("#epochs", Input).value = "7"
         app.setup_screen.query_one("#start").focus()
         await pilot.press("enter")
-        await wait_for(pilot, lambda: showing(app, DashboardScreen), "the dashboard")
-        await wait_for(pilot, lambda: app.handle.view.step > 0, "training steps")
+        await wait_for(pilot, lambda: showing(app, DashboardScreen) and handles.made, "the dashboard")
+        run = handles.last
+        run.play(*steps(1, 2))
+        await wait_for(pilot, lambda: app.handle is run and run.view.step == 2, "training steps")
+    assert run.config.epochs == 7 and app.runs.from_setup
 
 
 async def test_start_option_opens_the_dashboard_at_once(folder):
-    app = make_app(folder, start=True)
+    app, handles = scripted_app(folder, start=True)
     async with driving(app) as pilot:
-        await wait_for(pilot, lambda: app.handle is not None and app.handle.view.step > 0, "training steps")
+        await wait_for(pilot, lambda: handles.made and app.handle is handles.last and app.handle.view.run_id,
+                       "the run")
         assert isinstance(app.screen, DashboardScreen)
 
 
-async def test_a_config_the_trainer_refuses_returns_to_the_form(folder):
-    # fp16 passes the form with device "auto"; the trainer refuses it on this CPU when it starts.
-    app = make_app(folder, precision="fp16")
+REFUSED = ConfigError("", "precision", "fp16 needs a CUDA device; this machine has none (device auto)")
+"""What the trainer raises for fp16 on a CPU (the form cannot know: the device is "auto")."""
+
+
+async def test_a_config_the_run_refuses_in_the_apps_thread_returns_to_the_form_with_the_field_marked(folder):
+    app, handles = scripted_app(folder)
+    handles.run_error = REFUSED
     async with driving(app) as pilot:
         await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset")
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: showing(app, SetupScreen) and field_error(app, "precision"),
-                       "the form with the precision flagged", timeout=30)
+                       "the form with the precision flagged")
         assert "fp16 needs a CUDA device" in field_error(app, "precision")
-        assert app.handle is None and all(not session.active for session in app.handles)
+        assert app.setup_screen.query_one("#precision").has_class("-invalid")
+        assert app.handle is None and app.dashboard is None and not handles.last.active
+        assert any(note.title == "Could not start" for note in app._notifications)
+        await pilot.press("ctrl+r")
+        assert len(handles.made) == 1, "the marked field blocks the start until it is changed"
+
+
+async def test_a_config_the_engine_process_refuses_keeps_the_form_with_the_field_marked(folder):
+    app, handles = scripted_app(folder, in_thread=False)
+    handles.start_error = REFUSED
+    async with driving(app) as pilot:
+        await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset")
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: field_error(app, "precision"), "the precision flagged")
+        assert showing(app, SetupScreen) and "fp16 needs a CUDA device" in field_error(app, "precision")
+        assert app.handle is None and app.dashboard is None and not handles.made
+        assert len(handles.started) == 1
 
 
 def test_the_setup_screen_does_not_import_torch():
@@ -119,7 +149,7 @@ def test_the_setup_screen_does_not_import_torch():
 
 async def test_80x24_without_colour_renders_every_field(folder, monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
-    app = make_app(folder)
+    app, handles = scripted_app(folder)
     async with driving(app, size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset")
         await pilot.pause()
@@ -127,8 +157,9 @@ async def test_80x24_without_colour_renders_every_field(folder, monkeypatch):
         for name in ("model", "loss", "optimizer", "lr", "epochs", "batch_size", "device", "precision"):
             region = app.setup_screen.query_one(f"#{name}").region
             assert region.width >= 20 and screen.contains_region(region), name
-        await start_training(app, pilot)
-        await pilot.pause(0.3)
+        run = await start_scripted(app, handles, pilot)
+        run.play(*steps(1, 12))
+        await wait_for(pilot, lambda: run.view.step == 12, "steps on screen")
         dashboard = app.screen
         regions = [dashboard.query_one(f"#{name}").region
                    for name in ("status", "loss-chart", "metric-chart", "devices", "log")]
