@@ -102,6 +102,28 @@ def with_threads(on_event: Callable[[Event], None], threads: cpu_share.ThreadCho
     return listener
 
 
+@contextlib.contextmanager
+def control_socket(run_dir: Path, controls: Controls, hosting: Hosting, record: RunInfoWriter | None = None
+                   ) -> Iterator[tuple[ControlServer, Callable[[Event], None]]]:
+    """A run's owner-only control socket in run_dir and the listener that sends its events to the attached
+    clients; both closed on exit (the clients get what is queued for them first). Raises RunFolderError when
+    the socket cannot be made."""
+    from tui_trainer.detached.server import ControlServer, EventHub
+    from tui_trainer.runs.folder import RunFolderError
+
+    hub = EventHub()
+    try:
+        server = ControlServer(run_dir, hub, controls, owned=hosting.owned,
+                               on_release=record.mark_detached if record else None, owner_pid=hosting.owner_pid)
+    except OSError as error:
+        raise RunFolderError(f"cannot open a control socket in {run_dir}: {error.strerror or error}") from None
+    try:
+        yield server, hub.publish
+    finally:
+        hub.close()
+        server.close()
+
+
 def _stderr(message: str) -> None:
     import sys
 
@@ -213,21 +235,8 @@ class RunHost:
         if not parallel.is_main:
             yield None, []
             return
-        from tui_trainer.detached.server import ControlServer, EventHub
-        from tui_trainer.runs.folder import RunFolderError
-
-        hub = EventHub()
-        try:
-            server = ControlServer(run_dir, hub, self.controls, owned=self.hosting.owned,
-                                   on_release=self.record.mark_detached if self.record else None,
-                                   owner_pid=self.hosting.owner_pid)
-        except OSError as error:
-            raise RunFolderError(f"cannot open a control socket in {run_dir}: {error.strerror or error}") from None
-        try:
-            yield server, [hub.publish]
-        finally:
-            hub.close()
-            server.close()
+        with control_socket(run_dir, self.controls, self.hosting, self.record) as (server, publish):
+            yield server, [publish]
 
     # ------------------------------------------------------------ how it ended
 
