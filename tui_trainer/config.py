@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from tui_trainer.catalog.datasets import DATASETS
 from tui_trainer.catalog.losses import LOSSES, losses_for
@@ -33,6 +33,7 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda|cuda:\d{1,3})$"
 MAX_PRESET_BYTES = 1_000_000
 MAX_THREADS = 4096
+TABLE_SOURCES = ("csv", "parquet", "jsonl")
 
 
 class ConfigError(UserError):
@@ -57,16 +58,49 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
+IMPORT_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+
+
 class DataConfig(Section):
-    source: str = Field(description="Dataset name from the catalog (see `tui-trainer presets --catalog`).")
+    model_config = ConfigDict(populate_by_name=True)
+
+    source: str | None = Field(
+        None, description="Dataset name from the catalog, or a file format: csv, parquet, jsonl, arrays, "
+                          "image_folder (see `tui-trainer presets --catalog`).")
+    import_target: str | None = Field(
+        None, alias="import", pattern=IMPORT_PATTERN,
+        description='Data of your own, "package.module:factory", returning a Dataset, a (train, val) pair of '
+                    "Datasets or DataLoaders, or tensors (x, y); options are its keyword arguments.")
     val_split: float | None = Field(
         None, gt=0, lt=1,
         description="Share of the data held out for validation; unset: 0.2, or the official test split of a "
                     "torchvision dataset.")
     batch_size: int = Field(64, ge=1, le=1_048_576, description="Samples per training step.")
-    num_workers: int = Field(0, ge=0, le=256, description="DataLoader worker processes (datasets not held in memory).")
+    num_workers: int = Field(0, ge=0, le=256, description="DataLoader worker processes (datasets not held in memory); "
+                                                          "they live for the whole run.")
+    pin_memory: bool | None = Field(None, description="Pinned host memory for DataLoader batches; unset: on with CUDA.")
+    prefetch_factor: int | None = Field(None, ge=1, le=64,
+                                        description="Batches each worker loads ahead (needs num_workers); unset: 2.")
     shuffle: bool = Field(True, description="Shuffle the training data every epoch.")
-    options: dict[str, Any] = Field(default_factory=dict, description="The dataset's own options.")
+    sampler: Literal["uniform", "weighted"] = Field(
+        "uniform", description="uniform: every sample once an epoch; weighted: samples drawn with replacement, "
+                               "each class as often as the others (classification).")
+    options: dict[str, Any] = Field(default_factory=dict, description="The dataset's (or your factory's) options.")
+
+    @model_validator(mode="after")
+    def _source_or_import(self) -> DataConfig:
+        if not self.source and not self.import_target:
+            raise ValueError("give a source (a dataset name or a file format) or import: 'package.module:factory'")
+        if self.source and self.import_target:
+            raise ValueError("give either source or import, not both")
+        return self
+
+    @field_validator("prefetch_factor")
+    @classmethod
+    def _prefetch_needs_workers(cls, prefetch_factor: int | None, info: ValidationInfo) -> int | None:
+        if prefetch_factor is not None and info.data.get("num_workers") == 0:
+            raise ValueError(f"{prefetch_factor} needs num_workers of 1 or more; given num_workers 0")
+        return prefetch_factor
 
 
 class ModelConfig(Section):
@@ -74,7 +108,7 @@ class ModelConfig(Section):
 
     name: str | None = Field(None, description="Model name from the catalog: linear, mlp or cnn.")
     import_target: str | None = Field(
-        None, alias="import", pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        None, alias="import", pattern=IMPORT_PATTERN,
         description='A factory of your own, "package.module:factory", returning a torch.nn.Module.')
     options: dict[str, Any] = Field(default_factory=dict, description="The model's options (factory kwargs).")
 
@@ -280,12 +314,19 @@ def _check_options(path: str, options_model: type[Options], options: dict[str, A
 def check_catalog(config: RunConfig) -> None:
     """Check names and combinations against the catalog; raises CatalogError with the field's path."""
     data = config.data
-    if data.source not in DATASETS:
-        raise CatalogError("data.source", unknown_name("dataset", data.source, DATASETS))
-    dataset = DATASETS[data.source]
-    if dataset.task != config.task:
-        raise CatalogError("task", f"{config.task!r} does not fit dataset {data.source!r}, which is {dataset.task}")
-    _check_options("data.options", dataset.options, data.options, f"dataset {data.source!r}")
+    dataset = None
+    if data.source is not None:
+        if data.source not in DATASETS:
+            raise CatalogError("data.source", unknown_name("dataset", data.source, DATASETS,
+                                                           " (or import: 'package.module:factory')"))
+        dataset = DATASETS[data.source]
+        if dataset.task is not None and dataset.task != config.task:
+            raise CatalogError("task", f"{config.task!r} does not fit dataset {data.source!r}, which is "
+                                       f"{dataset.task}")
+        _check_options("data.options", dataset.options, data.options, f"dataset {data.source!r}")
+    if data.sampler == "weighted" and config.task != "classification":
+        raise CatalogError("data.sampler", f"weighted draws by class frequency: it needs a classification task; "
+                                           f"given {config.task}")
 
     model = config.model
     if model.name is not None:
@@ -293,9 +334,13 @@ def check_catalog(config: RunConfig) -> None:
             raise CatalogError("model.name", unknown_name("model", model.name, MODELS,
                                                           " (or import: 'package.module:factory')"))
         spec = MODELS[model.name]
-        if spec.needs_image and not dataset.image:
+        if spec.needs_image and dataset is not None and dataset.image is False:
             raise CatalogError("model.name", f"{model.name!r} needs image data; dataset {data.source!r} is tabular "
                                              f"(use linear or mlp)")
+        if data.options.get("encoding") == "index" and dataset is not None and data.source in TABLE_SOURCES:
+            raise CatalogError("model.name", f"{model.name!r} takes one tensor; data.options.encoding 'index' gives "
+                                             "dicts of numeric and categorical tensors: use encoding: onehot, or a "
+                                             "model of your own (model.import)")
         _check_options("model.options", spec.options, model.options, f"model {model.name!r}")
 
     loss = config.loss
@@ -452,7 +497,10 @@ _SECTION_OPTIONS = {
     "model.name": ("model", "options"),
     "loss.name": ("loss", "options"),
     "data.source": ("data", "options"),
+    "data.import": ("data", "options"),
 }
+# Choosing data by one of these drops the other (a source and an import are exclusive).
+_DATA_CHOICE = {"data.source": "import", "data.import": "source"}
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -486,6 +534,8 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any], source: str 
                 node.pop("options", None)
             if key == "model.name":
                 node.pop("import", None)
+            if key in _DATA_CHOICE:
+                node.pop(_DATA_CHOICE[key], None)
             if key == "optimizer.name" and isinstance(value, str) and value in OPTIMIZERS:
                 takes = OPTIMIZERS[value].hyperparameters
                 for field in [f for f in node if f not in takes and f != "name"]:

@@ -1,7 +1,8 @@
-"""Datasets by name: offline ones (scikit-learn's bundled sets, generated data) and torchvision downloads.
+"""Datasets by name: offline ones (scikit-learn's bundled sets, generated data), torchvision downloads, the
+user's own files (csv, parquet, jsonl, arrays, image_folder) and the user's own code (data.import).
 
-Small sets come back as tensors (batched on the device by indexing); torchvision sets come back as
-torch Datasets for a DataLoader.
+Small sets come back as tensors (batched on the device by indexing); torchvision sets and image folders come
+back as torch Datasets for a DataLoader.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from tui_trainer.errors import UserError
 
 if TYPE_CHECKING:
     import torch
-    from torch.utils.data import Dataset
+    from torch.utils.data import DataLoader, Dataset
+
+    from tui_trainer.config import DataConfig
 
 Task = Literal["classification", "regression"]
 
@@ -28,24 +31,46 @@ Task = Literal["classification", "regression"]
 class DataBundle:
     """Train and validation data plus what a model needs to fit it.
 
-    In memory: `train`/`val` are (inputs, targets) tensor pairs. Otherwise they are torch Datasets.
-    Classification targets are class indices (int64, shape [N]); regression targets are float32 [N, 1].
+    In memory: `train`/`val` are (inputs, targets) pairs, inputs a tensor or a dict of tensors (one row a
+    sample). Otherwise they are torch Datasets, or the user's own DataLoaders.
+    Classification targets are class indices (int64, shape [N]); regression targets are float32 [N, k].
     """
 
-    train: tuple[torch.Tensor, torch.Tensor] | Dataset
-    val: tuple[torch.Tensor, torch.Tensor] | Dataset
+    train: tuple[Any, torch.Tensor] | Dataset | DataLoader
+    val: tuple[Any, torch.Tensor] | Dataset | DataLoader
     input_shape: tuple[int, ...]
     num_outputs: int
     num_classes: int | None
     in_memory: bool
+    class_names: tuple[str, ...] | None = None
+    """Each class index's name (from a file's labels or folders), for display."""
+    categories: dict[str, int] | None = None
+    """Index-encoded categorical columns: each one's number of embedding rows (index 0: not seen in training)."""
+    train_labels: torch.Tensor | None = None
+    """The class index of every training sample of a Dataset, when known without a pass (a weighted sampler)."""
 
     @property
     def train_size(self) -> int:
-        return len(self.train[0]) if self.in_memory else len(self.train)  # type: ignore[arg-type,index]
+        return _size(self.train, self.in_memory)
 
     @property
     def val_size(self) -> int:
-        return len(self.val[0]) if self.in_memory else len(self.val)  # type: ignore[arg-type,index]
+        return _size(self.val, self.in_memory)
+
+    @property
+    def user_loaders(self) -> bool:
+        """train and val are the user's own DataLoaders, iterated as they are."""
+        from torch.utils.data import DataLoader
+
+        return isinstance(self.train, DataLoader)
+
+
+def _size(split: Any, in_memory: bool) -> int:
+    if in_memory:
+        return len(split[1])
+    from torch.utils.data import DataLoader
+
+    return len(split.dataset) if isinstance(split, DataLoader) else len(split)
 
 
 class DatasetError(UserError):
@@ -57,11 +82,14 @@ class DatasetError(UserError):
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    task: Task
+    task: Task | None
+    """None: either task (a file of the user's); the run's task says how to read its targets."""
     description: str
-    image: bool
+    image: bool | None
+    """None: known only once the data is read (arrays of any shape)."""
     options: type[Options]
-    build: Callable[[Any, float | None, int], DataBundle]
+    build: Callable[..., DataBundle]
+    """(options, val_split, seed), and the run's task too for a spec whose task is None."""
     default_val_split: float | None = 0.2
 
 
@@ -270,6 +298,47 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
-def build_dataset(source: str, options: dict[str, Any], val_split: float | None, seed: int) -> DataBundle:
+def _file_sources() -> list[DatasetSpec]:
+    from tui_trainer.catalog.arrays import ArrayOptions, build_arrays
+    from tui_trainer.catalog.image_folder import ImageFolderOptions, build_image_folder
+    from tui_trainer.catalog.tables import TableOptions, build_table
+
+    def table(kind: str):
+        return lambda options, val_split, seed, task: build_table(kind, options, val_split, seed, task)
+
+    return [
+        DatasetSpec("csv", None, "your CSV file: a target column, feature columns (needs the data extra)",
+                    False, TableOptions, table("csv")),
+        DatasetSpec("parquet", None, "your Parquet file: a target column, feature columns (needs the data extra)",
+                    False, TableOptions, table("parquet")),
+        DatasetSpec("jsonl", None, "your JSON Lines file: a target column, feature columns (needs the data extra)",
+                    False, TableOptions, table("jsonl")),
+        DatasetSpec("arrays", None, "your .npz, .npy or .pt files of arrays: x and y (or x_train ... y_val)",
+                    None, ArrayOptions, build_arrays),
+        DatasetSpec("image_folder", "classification",
+                    "your folder of class subfolders of images (needs the data extra)",
+                    True, ImageFolderOptions, build_image_folder),
+    ]
+
+
+DATASETS.update({spec.name: spec for spec in _file_sources()})
+
+
+def build_dataset(source: str, options: dict[str, Any], val_split: float | None, seed: int,
+                  task: str | None = None) -> DataBundle:
+    """The named source's data; task says how to read a file's targets (unset: the source's own, or
+    classification)."""
     spec = DATASETS[source]
-    return spec.build(spec.options.model_validate(options), val_split, seed)
+    validated = spec.options.model_validate(options)
+    if spec.task is None:
+        return spec.build(validated, val_split, seed, task or "classification")
+    return spec.build(validated, val_split, seed)
+
+
+def build_data(data: DataConfig, task: str, seed: int) -> DataBundle:
+    """A run's data: its source by name, or the user's own code (data.import)."""
+    if data.import_target:
+        from tui_trainer.catalog.data_import import build_imported_data
+
+        return build_imported_data(data.import_target, data.options, data.val_split, seed, task)
+    return build_dataset(data.source or "", data.options, data.val_split, seed, task)

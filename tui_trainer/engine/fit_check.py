@@ -15,12 +15,12 @@ def fit_problem(config: RunConfig, payload: dict[str, Any]) -> str | None:
     only for a config whose imports the user trusts."""
     import torch
 
-    from tui_trainer.catalog.datasets import build_dataset
+    from tui_trainer.catalog.datasets import build_data
     from tui_trainer.catalog.models import build_model
     from tui_trainer.catalog.optimizers import build_optimizer
     from tui_trainer.engine.checkpoints import model_mismatch, optimizer_mismatch
 
-    data = build_dataset(config.data.source, config.data.options, config.data.val_split, config.seed)
+    data = build_data(config.data, config.task, config.seed)
     with torch.device("meta"):
         model = build_model(config.model.name, config.model.import_target, config.model.options,
                             data.input_shape, data.num_outputs)

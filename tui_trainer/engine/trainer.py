@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from tui_trainer.catalog.datasets import build_dataset
+from tui_trainer.catalog.datasets import build_data
 from tui_trainer.catalog.losses import build_loss
 from tui_trainer.catalog.models import ImportedModelError, build_model
 from tui_trainer.config import ConfigError, RunConfig
@@ -202,7 +202,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         self.device = pick_device(config, self.world)
-        self.data = build_dataset(config.data.source, config.data.options, config.data.val_split, config.seed)
+        self.data = build_data(config.data, config.task, config.seed)
         self.feed = DataFeed(self.data, config, self.device, self.world)
         self.steps_per_epoch = self.feed.steps_per_epoch
         self.total_steps = config.epochs * self.steps_per_epoch
@@ -339,6 +339,8 @@ class Trainer:
         return finished
 
     def cleanup(self) -> None:
+        if getattr(self, "feed", None) is not None:
+            self.feed.close()  # the DataLoaders' worker processes live until here
         if self._run_folder is not None:
             self._run_folder.release()  # after the run's last record (run.json) is written
         self.world.close()
