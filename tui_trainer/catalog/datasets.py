@@ -141,20 +141,33 @@ def _tabular_bundle(x, y, task: Task, val_split: float, seed: int, *, standardiz
 
 
 def _digits(options: NoOptions, val_split: float | None, seed: int) -> DataBundle:
-    from sklearn.datasets import load_digits
+    from tui_trainer.catalog.sklearn_files import read_digits
 
-    digits = load_digits()
-    images = digits.images.reshape(-1, 1, 8, 8) / 16.0
-    return _tabular_bundle(images, digits.target, "classification", val_split or 0.2, seed,
+    table = read_digits()  # without importing scikit-learn (1-1.5 s)
+    if table is None:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        table = digits.data, digits.target
+    pixels, target = table
+    images = pixels.reshape(-1, 1, 8, 8) / 16.0
+    return _tabular_bundle(images, target, "classification", val_split or 0.2, seed,
                            standardize_x=False, standardize_y=False)
 
 
-def _sklearn_table(loader_name: str, task: Task, standardize_y: bool = False):
-    def build(options: NoOptions, val_split: float | None, seed: int) -> DataBundle:
-        import sklearn.datasets
+def _sklearn_table(loader_name: str, task: Task, standardize_y: bool = False, file_name: str | None = None):
+    """One of scikit-learn's tables; file_name: its bundled file, read without importing scikit-learn (1-1.5 s)."""
 
-        data = getattr(sklearn.datasets, loader_name)()
-        return _tabular_bundle(data.data, data.target, task, val_split or 0.2, seed,
+    def build(options: NoOptions, val_split: float | None, seed: int) -> DataBundle:
+        from tui_trainer.catalog.sklearn_files import read_csv_table
+
+        table = read_csv_table(file_name) if file_name else None
+        if table is None:
+            import sklearn.datasets
+
+            data = getattr(sklearn.datasets, loader_name)()
+            table = data.data, data.target
+        return _tabular_bundle(*table, task, val_split or 0.2, seed,
                                standardize_x=True, standardize_y=standardize_y)
 
     return build
@@ -276,12 +289,13 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("digits", "classification", "scikit-learn's 8x8 handwritten digits (1797 images, 10 classes)",
                     True, NoOptions, _digits),
         DatasetSpec("iris", "classification", "scikit-learn's iris flowers (150 samples, 4 features, 3 classes)",
-                    False, NoOptions, _sklearn_table("load_iris", "classification")),
+                    False, NoOptions, _sklearn_table("load_iris", "classification", file_name="iris.csv")),
         DatasetSpec("wine", "classification", "scikit-learn's wines (178 samples, 13 features, 3 classes)",
-                    False, NoOptions, _sklearn_table("load_wine", "classification")),
+                    False, NoOptions, _sklearn_table("load_wine", "classification", file_name="wine_data.csv")),
         DatasetSpec("breast_cancer", "classification",
                     "scikit-learn's breast cancer set (569 samples, 30 features, 2 classes)",
-                    False, NoOptions, _sklearn_table("load_breast_cancer", "classification")),
+                    False, NoOptions,
+                    _sklearn_table("load_breast_cancer", "classification", file_name="breast_cancer.csv")),
         DatasetSpec("diabetes", "regression", "scikit-learn's diabetes progression (442 samples, 10 features)",
                     False, NoOptions, _sklearn_table("load_diabetes", "regression", standardize_y=True)),
         DatasetSpec("spirals", "classification", "generated interleaved spirals (2 features, one class per arm)",
