@@ -1,10 +1,15 @@
 """The app under abuse while it trains: resize storms from 200x60 down to 40x12 and back, a long stretch
 of random keys, and loading a checkpoint while a save is still being written. No crash, no hung thread,
-and the run still saves last.pt when the user quits."""
+and the run still saves last.pt when the user quits.
+
+The storms and the keys drive scripted runs that step by themselves (tests/ui/fake_handle.py), as busy as a
+tiny real run and never done; loading while a save is written runs once on a real run, for the order in which
+the engine writes the two files, and once per way in on a scripted one."""
 
 from __future__ import annotations
 
 import random
+import shutil
 import threading
 from collections import Counter
 from pathlib import Path
@@ -16,8 +21,22 @@ from textual.geometry import Size
 from textual.widgets import DataTable
 
 from tests.reliability.app_helpers import Tally
-from tests.ui.conftest import _no_training_thread_left, driving, make_app, press, showing, start_training, wait_for  # noqa: F401
+from tests.ui.conftest import (  # noqa: F401
+    _no_training_thread_left,
+    driving,
+    make_app,
+    palette_offers,
+    press,
+    scripted_app,
+    showing,
+    shown,
+    start_training,
+    trained_checkpoint,
+    wait_for,
+)
+from tests.ui.fake_handle import ScriptedHandles
 from tui_trainer.engine.checkpoints import load_checkpoint
+from tui_trainer.engine.controls import Save, Stop
 from tui_trainer.ui.app import TrainerApp
 from tui_trainer.ui.screens.checkpoints import LoadPanel, SavePanel
 from tui_trainer.ui.screens.confirm import ConfirmModal
@@ -49,6 +68,24 @@ async def quit_saving(app: TrainerApp, pilot) -> None:
     if app.is_running:
         press(app, "y")
     await wait_for(pilot, lambda: not app.is_running, "the app to exit", timeout=40)
+
+
+def assert_every_scripted_run_saved(app: TrainerApp, handles: ScriptedHandles) -> None:
+    """Every run ended on a stop that saves last.pt (a scripted run writes no file)."""
+    assert app._exception is None and app.return_code in (None, 0)
+    assert app.handles == handles.made
+    for run in handles.made:
+        assert not run.active, "a training thread outlived the app"
+        assert run.result is not None and run.result.checkpoint == f"{run.run_dir}/last.pt", run.result
+        assert isinstance(run.engine.commands[-1], Stop) and run.engine.commands[-1].save
+
+
+async def start_stepping(app: TrainerApp, handles: ScriptedHandles, pilot) -> None:
+    """Ctrl+R, then wait until the run's steps show (it steps by itself)."""
+    await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset to load")
+    press(app, "ctrl+r")
+    run = await shown(app, handles, pilot)
+    await wait_for(pilot, lambda: run.view.step > 0, "steps on screen")
 
 
 def assert_every_run_saved(app: TrainerApp) -> None:
@@ -83,11 +120,10 @@ async def resize(app: TrainerApp, pilot, width: int, height: int, settle: float)
     await pilot.pause(settle)
 
 
-@pytest.mark.slow
 async def test_a_resize_storm_while_training(folder):
-    app = make_app(folder)
+    app, handles = scripted_app(folder, steps_by_itself=True)
     async with driving(app, size=(200, 60)) as pilot:
-        await start_training(app, pilot)
+        await start_stepping(app, handles, pilot)
         session = app.handle
         sizes = storm(rounds=2, seed=7)
         for index, (width, height) in enumerate(sizes):
@@ -106,13 +142,13 @@ async def test_a_resize_storm_while_training(folder):
             await pilot.resize_terminal(200, 60)
             await pilot.resize_terminal(120, 40)
             assert app.size == Size(120, 40) and alive(app)
-            step = session.trainer.step
-            await wait_for(pilot, lambda: session.trainer.step > step + 10, "training to go on")
+            step = session.engine.step
+            await wait_for(pilot, lambda: session.engine.step > step + 10, "training to go on")
             await wait_for(pilot, lambda: session.view.step > step, "the screen to follow")
             assert "Running" in str(app.dashboard.status.render())
         with TALLY.attempt("8 abuse", "resize storm: last.pt on quit"):
             await quit_saving(app, pilot)
-            assert_every_run_saved(app)
+            assert_every_scripted_run_saved(app, handles)
             assert session.result.state == "stopped"
 
 
@@ -140,14 +176,13 @@ BOUND = sorted(bound_keys() - LEAVING)
 RANDOM_KEYS = 250
 
 
-@pytest.mark.slow
 async def test_random_keys_for_a_long_stretch_while_training(folder):
-    app = make_app(folder)
+    app, handles = scripted_app(folder, steps_by_itself=True)
     rng = random.Random(2024)
     typed: list[str] = []
     screens: Counter[str] = Counter()
     async with driving(app, size=(100, 32)) as pilot:
-        await start_training(app, pilot)
+        await start_stepping(app, handles, pilot)
         for _ in range(RANDOM_KEYS):
             key = rng.choice(BOUND if rng.random() < 0.5 else KEYS)
             typed.append(key)
@@ -161,8 +196,7 @@ async def test_random_keys_for_a_long_stretch_while_training(folder):
             await pilot.pause(0.3)
             assert alive(app)
             await quit_saving(app, pilot)
-            assert_every_run_saved(app)
-            assert any(session.result is not None and session.view.run_dir for session in app.handles)
+            assert_every_scripted_run_saved(app, handles)
     print(f"{len(typed)} random keys; screens after each: {dict(screens)}; "
           f"runs: {[session.result.state for session in app.handles if session.result]}")
 
@@ -209,11 +243,11 @@ async def choose_in_load_panel(app, pilot, path: Path) -> None:
     press(app, "enter")
 
 
-@pytest.mark.parametrize("how", ["escape, then l", "command palette over the save panel"])
-async def test_loading_while_a_save_is_being_written(folder, slow_save, how):
+async def test_loading_while_a_save_is_being_written(folder, slow_save):
+    """End to end: the engine writes the pending save before it stops for the load, and both files load."""
     gate, writing = slow_save
     app = make_app(folder)
-    with TALLY.attempt("8 abuse", f"load while a save is pending: {how}"):
+    with TALLY.attempt("8 abuse", "load while a save is pending: a real run"):
         async with driving(app) as pilot:
             await start_training(app, pilot)
             first = app.handle
@@ -225,17 +259,9 @@ async def test_loading_while_a_save_is_being_written(folder, slow_save, how):
             await wait_for(pilot, lambda: save_panel.pending is not None, "the save to be sent")
             pending = Path(save_panel.pending)
             await wait_for(pilot, writing.is_set, "the engine to be writing the save")
-            if how == "escape, then l":
-                press(app, "escape")
-                await wait_for(pilot, lambda: showing(app, DashboardScreen), "the dashboard")
-                press(app, "l")
-            else:
-                press(app, "ctrl+p")
-                await wait_for(pilot, lambda: app.screen.__class__.__name__ == "CommandPalette", "the palette")
-                for key in "load checkpoint":
-                    press(app, key if key != " " else "space")
-                await pilot.pause(0.5)
-                press(app, "enter")
+            press(app, "escape")
+            await wait_for(pilot, lambda: showing(app, DashboardScreen), "the dashboard")
+            press(app, "l")
             await choose_in_load_panel(app, pilot, earlier)
             await wait_for(pilot, lambda: "saving last.pt" in app.dashboard.note or app.handle is not first,
                            "the old run to be stopping")
@@ -249,12 +275,56 @@ async def test_loading_while_a_save_is_being_written(folder, slow_save, how):
             manual = load_checkpoint(pending)
             last = load_checkpoint(Path(first.view.run_dir) / "last.pt")
             assert manual["meta"]["reason"] == "manual" and manual["meta"]["step"] <= last["meta"]["step"]
-            assert not any(isinstance(screen, SavePanel) for screen in app.screen_stack), "a stale save panel"
-            assert isinstance(app.screen, DashboardScreen)
-            log = "\n".join(app.dashboard.log_view.texts)
-            assert f"Saved manual checkpoint {pending}" in log
+            assert f"Saved manual checkpoint {pending}" in "\n".join(app.dashboard.log_view.texts)
             press(app, "space")
             step = loaded.trainer.step
             await wait_for(pilot, lambda: loaded.trainer.step > step, "the loaded run to train")
             await quit_saving(app, pilot)
         assert_every_run_saved(app)
+
+
+@pytest.mark.parametrize("how", ["escape, then l", "command palette over the save panel"])
+async def test_loading_while_a_save_is_pending_closes_the_save_panel_once_the_run_has_saved(
+        folder, how, trained_checkpoint):  # noqa: F811 (the fixture imported above)
+    app, handles = scripted_app(folder)
+    with TALLY.attempt("8 abuse", f"load while a save is pending: {how}"):
+        async with driving(app) as pilot:
+            await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset to load")
+            await pilot.press("ctrl+r")
+            first = await shown(app, handles, pilot)
+            Path(first.run_dir).mkdir(parents=True)
+            earlier = Path(first.run_dir) / "earlier.pt"
+            shutil.copy(trained_checkpoint, earlier)  # what an earlier save of this run wrote
+            with first.frozen():  # the engine is busy: the save waits, and so will the stop
+                await pilot.press("s")
+                await wait_for(pilot, lambda: showing(app, SavePanel), "the save panel")
+                save_panel = app.screen
+                await pilot.press("enter")
+                await wait_for(pilot, lambda: save_panel.pending is not None, "the save to be sent")
+                pending = save_panel.pending
+                if how == "escape, then l":
+                    await pilot.press("escape")
+                    await wait_for(pilot, lambda: showing(app, DashboardScreen), "the dashboard")
+                    await pilot.press("l")
+                else:
+                    await pilot.press("ctrl+p")
+                    await wait_for(pilot, lambda: app.screen.__class__.__name__ == "CommandPalette", "the palette")
+                    await pilot.press(*["space" if key == " " else key for key in "load checkpoint"])
+                    await wait_for(pilot, lambda: palette_offers(app, "Load checkpoint"), "the palette's match")
+                    await pilot.press("enter")
+                await choose_in_load_panel(app, pilot, earlier)
+                await wait_for(pilot, lambda: first.stop_requested, "the old run told to stop")
+                assert "saving last.pt, then loading earlier.pt" in app.dashboard.note
+                assert first.active and app.handle is first, "the run waits for its save before it stops"
+            loaded = await shown(app, handles, pilot, nth=2)
+            await wait_for(pilot, lambda: loaded.view.state == "paused", "the loaded run, paused")
+            assert loaded.resume_from == str(earlier)
+            assert first.engine.commands == [Save(path=pending), Stop(save=True, reason=f"loading {earlier}")]
+            assert not first.active and first.result.state == "stopped"
+            assert not any(isinstance(screen, SavePanel) for screen in app.screen_stack), "a stale save panel"
+            assert showing(app, DashboardScreen)
+            assert f"Saved manual checkpoint {pending}" in "\n".join(app.dashboard.log_view.texts)
+            await pilot.press("space")
+            await wait_for(pilot, lambda: loaded.view.state == "running", "the loaded run to train")
+            await quit_saving(app, pilot)
+        assert_every_scripted_run_saved(app, handles)

@@ -1,6 +1,9 @@
 """No code from files, in the app and on the command line: a crafted pickle (which would run a command
 under a plain torch.load), a truncated file, an empty file, a PNG renamed .pt and a checkpoint of format
-version 99 are each refused with their own message, the command never runs, and the app goes on."""
+version 99 are each refused with their own message, the command never runs, and the app goes on.
+
+The load panel's refusals while a run trains drive a scripted run (tests/ui/fake_handle.py): what they check is
+that the panel refuses the file before the run is asked anything; the files themselves are real."""
 
 from __future__ import annotations
 
@@ -24,12 +27,13 @@ from tests.reliability.app_helpers import (
 from tests.ui.conftest import (  # noqa: F401
     _no_training_thread_left,
     driving,
-    make_app,
     press,
+    scripted_app,
     showing,
-    start_training,
+    start_scripted,
     wait_for,
 )
+from tests.ui.fake_handle import steps
 from tui_trainer.launch import LaunchOptions
 from tui_trainer.ui.app import TrainerApp
 from tui_trainer.ui.screens.checkpoints import LoadPanel
@@ -77,10 +81,9 @@ async def choose_row(app: TrainerApp, pilot, path: Path) -> None:
 
 
 async def test_the_load_panel_refuses_each_bad_file_while_the_run_goes_on(folder, bad, marker):
-    app = make_app(folder)
+    app, handles = scripted_app(folder)
     async with driving(app) as pilot:
-        await start_training(app, pilot)
-        session = app.handle
+        session = await start_scripted(app, handles, pilot)
         press(app, "l")
         await wait_for(pilot, lambda: showing(app, LoadPanel) and len(app.screen.infos) == len(bad) + 1,
                        "every file listed")
@@ -100,11 +103,12 @@ async def test_the_load_panel_refuses_each_bad_file_while_the_run_goes_on(folder
                 assert app.screen is panel and app.handle is session and session.active
                 assert not marker.exists(), "a command in the file ran"
         assert len(set(messages.values())) == len(bad), "each kind of file has its own message"
-        step = session.trainer.step
         press(app, "escape")
         await wait_for(pilot, lambda: showing(app, DashboardScreen), "the dashboard")
-        await wait_for(pilot, lambda: session.trainer.step > step, "the run to go on")
-    assert (Path(session.view.run_dir) / "last.pt").is_file()
+        assert not session.engine.commands, "the run was asked nothing"
+        session.play(*steps(1, 3))
+        await wait_for(pilot, lambda: session.view.step == 3, "the run to go on")
+    assert session.result.checkpoint == f"{session.run_dir}/last.pt"
     assert not marker.exists()
 
 
@@ -112,7 +116,7 @@ async def test_the_load_panel_refuses_each_bad_file_while_the_run_goes_on(folder
 async def test_a_file_replaced_after_listing_is_still_refused(folder, bad, good, marker, kind):
     """The panel checks the file again on Enter: a good file swapped for a bad one is caught then."""
     target = folder / "good.pt"
-    app = make_app(folder)
+    app, handles = scripted_app(folder)
     async with driving(app) as pilot:
         await wait_for(pilot, lambda: app.setup_screen.base is not None, "the preset")
         await pilot.press("l")
@@ -125,7 +129,7 @@ async def test_a_file_replaced_after_listing_is_still_refused(folder, bad, good,
             await choose_row(app, pilot, target)
             await wait_for(pilot, lambda: "Cannot load" in panel_status(panel), "the panel's message")
             assert BAD_KINDS[kind] in panel_status(panel)
-            assert app.screen is panel and app.handle is None
+            assert app.screen is panel and app.handle is None and not handles.made
             assert not marker.exists(), "a command in the file ran"
             await pilot.press("escape")
             assert isinstance(app.screen, SetupScreen)
@@ -198,16 +202,16 @@ async def refused_while_training(folder: Path, name: str, payload: dict, refusal
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     torch.save(payload, path)
-    app = make_app(folder)
+    app, handles = scripted_app(folder)
     async with driving(app) as pilot:
-        await start_training(app, pilot)
-        session = app.handle
+        session = await start_scripted(app, handles, pilot)
         press(app, "l")
         await wait_for(pilot, lambda: showing(app, LoadPanel) and str(path) in app.screen.infos, "the listing")
         panel = app.screen
         await choose_row(app, pilot, path)
         await wait_for(pilot, lambda: refusal in panel_status(panel), "the refusal")
         assert app.screen is panel and app.handle is session and session.active and not session.stop_requested
+        assert not session.engine.commands and len(handles.made) == 1
 
 
 @pytest.mark.parametrize("damage", ["trainer", "rng", "history"])

@@ -50,7 +50,7 @@ def scripted_app(folder: Path, *, in_thread: bool = True, preset: str | None = "
     handles = ScriptedHandles(str(folder), steps_by_itself=steps_by_itself)
     overrides = {"checkpoint.dir": str(folder), **options.pop("overrides", {})}
     app = TrainerApp(LaunchOptions(preset=preset, in_thread=in_thread, overrides=overrides, **options),
-                     handles=handles, drain_interval_s=0.01, chart_interval_s=0.05, device_interval_s=0.2,
+                     handles=handles, drain_interval_s=0.02, chart_interval_s=0.2, device_interval_s=0.3,
                      exit_grace_s=20)
     return app, handles
 
@@ -63,11 +63,26 @@ async def start_scripted(app: TrainerApp, handles: ScriptedHandles, pilot: Pilot
     return handles.last
 
 
-async def shown(app: TrainerApp, handles: ScriptedHandles, pilot: Pilot) -> ScriptedRun:
-    """Wait until the dashboard shows the newest scripted run, its RunStarted drawn."""
-    await wait_for(pilot, lambda: handles.made and app.handle is handles.last and app.handle.view.run_id
-                   and showing(app, DashboardScreen), "the scripted run on the dashboard")
-    return handles.last
+async def shown(app: TrainerApp, handles: ScriptedHandles, pilot: Pilot, nth: int | None = None) -> ScriptedRun:
+    """Wait until the dashboard shows the newest scripted run (or the nth made, from 1), its RunStarted drawn."""
+
+    def run() -> ScriptedRun | None:
+        if not handles.made or (nth is not None and len(handles.made) < nth):
+            return None
+        return handles.made[nth - 1] if nth is not None else handles.last
+
+    await wait_for(pilot, lambda: run() is not None and app.handle is run() and app.handle.view.run_id
+                   and showing(app, DashboardScreen), f"scripted run {nth or len(handles.made)} on the dashboard")
+    return run()
+
+
+def palette_offers(app: TrainerApp, title: str) -> bool:
+    """The command palette on top has title highlighted, so that Enter runs it."""
+    from textual.command import CommandList
+
+    commands = app.screen.query(CommandList)
+    index = commands.first().highlighted if commands else None
+    return index is not None and title in str(commands.first().get_option_at_index(index).prompt)
 
 
 def notified(app: TrainerApp, text: str) -> bool:
@@ -131,6 +146,30 @@ def press(app: TrainerApp, *keys: str) -> None:
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     return tmp_path / "checkpoints"
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real last.pt of a one-epoch iris-linear run, made once: a file for the load panel and --resume to read
+    while the app drives scripted runs (copy it before changing it)."""
+    from tests.reliability.app_helpers import good_checkpoint
+
+    return good_checkpoint(tmp_path_factory.mktemp("trained"))
+
+
+def write_run_json(folder: Path, run_id: str, **fields: Any) -> Path:
+    """A run folder under folder with the run.json its run would have written; by default a live background run
+    of this process (so that it is not taken for lost) that can be attached. Returns the run folder."""
+    import os
+
+    from tui_trainer.runs.registry import RunInfo, write_run_info
+
+    run_dir = folder / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    values = dict(preset="iris-linear", state="running", pid=os.getpid(), started_at=time.time(), epoch=1, epochs=5,
+                  step=4, total_steps=50, detached=True, attachable=True)
+    write_run_info(RunInfo(run_id=run_id, run_dir=str(run_dir), **{**values, **fields}))
+    return run_dir
 
 
 @pytest.fixture(autouse=True)

@@ -12,16 +12,14 @@ import json
 import signal
 from pathlib import Path
 
-import pytest
-from textual.command import CommandList
 from textual.widgets import DataTable, Input, Static
 
-from tests.reliability.app_helpers import good_checkpoint
 from tests.ui.conftest import (
     driving,
     footer_actions,
     make_app,
     notified,
+    palette_offers,
     press,
     scripted_app,
     showing,
@@ -45,19 +43,6 @@ def status_text(app) -> str:
 
 def log_text(app) -> str:
     return "\n".join(app.dashboard.log_view.texts)
-
-
-def palette_offers(app, title: str) -> bool:
-    """The command palette has title highlighted, so that Enter runs it."""
-    commands = app.screen.query_one(CommandList)
-    index = commands.highlighted
-    return index is not None and title in str(commands.get_option_at_index(index).prompt)
-
-
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory) -> Path:
-    """A real checkpoint of a one-epoch iris-linear run (the load panel and --resume read it)."""
-    return good_checkpoint(tmp_path_factory.mktemp("saved"))
 
 
 async def test_space_pauses_and_resumes_and_the_status_and_log_say_so(folder):
@@ -293,7 +278,8 @@ async def test_a_finished_run_dims_the_keys_that_act_on_a_run_and_the_palette_sa
     assert not run.engine.commands
 
 
-async def test_resume_option_opens_the_checkpoint_paused(folder, saved):
+async def test_resume_option_opens_the_checkpoint_paused(folder, trained_checkpoint):
+    saved = trained_checkpoint
     app, handles = scripted_app(folder, preset=None, resume=str(saved))
     async with driving(app) as pilot:
         await wait_for(pilot, lambda: handles.made and app.handle is handles.last, "the resumed run")

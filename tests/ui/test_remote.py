@@ -1,28 +1,25 @@
-"""The app on a detached run: attach draws the whole history then follows it live; the dashboard's keys
-steer it through the socket (pause, resume, live lr, save); d, quitting and a dropped terminal leave it
-training; a re-attach shows no gap; the runs panel attaches; quitting can also save and stop it.
+"""The app on a real detached run, end to end through its socket: attach draws the whole history then follows
+it live; the dashboard's keys steer it (pause, resume, live lr, save); d, quitting and a dropped terminal leave
+it training; a re-attach shows no gap; quitting can also save and stop it, and its last.pt resumes detached.
+The same flows on scripted runs (the runs panel, n, lost runs, loads) are in test_remote_lifecycle.py.
 
-The tests of this module share one detached run, in order; the last one stops it."""
+The tests of this module share one detached run, in order; the one before the last stops it."""
 
 from __future__ import annotations
 
-import json
 import signal
-import time
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input
 
 from tests.reliability.app_helpers import Terminal
-from tests.ui.conftest import driving, make_app, press, showing, wait_for
+from tests.ui.conftest import driving, press, showing, wait_for
 from tests.ui.remote_helpers import app_with, attach_app, cleaned, launch, records, state, wait_until
 from tui_trainer.engine.events import Progress, RunStarted
-from tui_trainer.ui.screens.checkpoints import LoadPanel, SavePanel
+from tui_trainer.ui.screens.checkpoints import SavePanel
 from tui_trainer.ui.screens.dashboard import DashboardScreen
 from tui_trainer.ui.screens.leave import LeaveModal
-from tui_trainer.ui.screens.runs import RunsPanel
-from tui_trainer.ui.screens.setup import SetupScreen
 from tui_trainer.ui.screens.tweaks import TweakPanel
 from tui_trainer.ui.socket_handle import SocketHandle
 
@@ -158,62 +155,6 @@ def test_a_dropped_terminal_or_sigterm_leaves_the_detached_run_training(shared, 
     assert not (run_dir / "last.pt").exists(), "the run was not stopped"
     if how == "SIGTERM":
         assert b"goes on in the background" in terminal.output
-
-
-async def test_the_runs_panel_lists_runs_and_enter_attaches(shared):
-    folder = Path(shared.run_dir).parent
-    gone = folder / "iris-linear-gone"
-    gone.mkdir(exist_ok=True)
-    (gone / "run.json").write_text(json.dumps({
-        "run_id": gone.name, "run_dir": str(gone), "preset": "iris-linear", "state": "lost", "pid": 1,
-        "started_at": time.time() + 60, "epoch": 3, "epochs": 10, "step": 24, "detached": True,
-        "attachable": True, "exit_status": "killed by SIGKILL", "last_checkpoint": str(gone / "epoch-0003.pt")}))
-    app = make_app(folder)
-    async with driving(app) as pilot:
-        await wait_for(pilot, lambda: app.setup_screen.base is not None, "the setup screen")
-        await pilot.press("r")
-        await wait_for(pilot, lambda: showing(app, RunsPanel) and len(app.screen.infos) == 2, "two runs")
-        panel = app.screen
-        table = panel.query_one("#runs-table", DataTable)
-        assert [str(key.value) for key in table.rows] == [str(gone), shared.run_dir], "newest first"
-        assert "lost (killed by SIGKILL)" in map(str, table.get_row(str(gone)))
-        assert "running" in map(str, table.get_row(shared.run_dir))
-        await pilot.press("enter")
-        status = panel.query_one("#runs-status", Static)
-        await wait_for(pilot, lambda: "nothing to attach to" in str(status.render()), "why it cannot be attached")
-        assert "epoch-0003.pt" in str(status.render()) and isinstance(app.screen, RunsPanel)
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: showing(app, LoadPanel), "the load panel on its folder")
-        assert app.screen.folder == str(gone)
-        await pilot.press("escape")
-        await wait_for(pilot, lambda: showing(app, SetupScreen), "the setup screen")
-
-        await pilot.press("r")
-        await wait_for(pilot, lambda: showing(app, RunsPanel) and app.screen.infos, "the runs")
-        table = app.screen.query_one("#runs-table", DataTable)
-        table.move_cursor(row=table.get_row_index(shared.run_dir))
-        await pilot.press("enter")
-        session = await attached(app, pilot)
-        assert session.run_dir == shared.run_dir
-        step = session.view.step
-        await wait_for(pilot, lambda: session.view.step > step, "live steps")
-        press(app, "d")
-        await wait_for(pilot, lambda: showing(app, SetupScreen), "back to setup after d")
-        assert session.released and app.handle is None
-    assert state(shared.run_dir) == "running"
-
-
-async def test_new_run_can_leave_the_run_training_and_go_to_setup(shared):
-    app = attach_app(shared.run_dir)
-    async with driving(app) as pilot:
-        session = await attached(app, pilot)
-        press(app, "n")
-        await wait_for(pilot, lambda: showing(app, LeaveModal), "the question")
-        press(app, "l")
-        await wait_for(pilot, lambda: showing(app, SetupScreen), "the setup screen")
-        assert session.released and not session.active and app.handle is None
-        await wait_for(pilot, lambda: app.setup_screen.base is not None, "the form")
-    assert state(shared.run_dir) == "running"
 
 
 async def test_quitting_can_save_and_stop_the_run(shared):
