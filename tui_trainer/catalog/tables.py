@@ -94,15 +94,19 @@ def _check_columns(frame: pandas.DataFrame, options: TableOptions, option: str, 
 
 
 def _drop_missing(frame: pandas.DataFrame, columns: list[str], options: TableOptions, path: str) -> pandas.DataFrame:
-    missing = frame[columns].isna()
-    if options.missing == "error" and frame[[*columns, options.target]].isna().to_numpy().any():
-        column = frame[[*columns, options.target]].isna().any().idxmax()
-        count = int(frame[column].isna().sum())
-        raise DataFileError("data.options.missing", f"{printable(path)}: column {printable(column)!r} has {count} "
-                                                    "missing values (missing: error; allowed also: fill, drop)")
-    keep = ~frame[options.target].isna()
-    if options.missing == "drop":
-        keep &= ~missing.any(axis=1)
+    """frame without the rows that `missing` drops (or one line, for missing: error)."""
+    used = [*columns, options.target]
+    if options.missing == "error":
+        counts = frame[used].isna().sum()
+        if counts.any():
+            column = counts[counts > 0].index[0]
+            raise DataFileError("data.options.missing", f"{printable(path)}: column {printable(column)!r} has "
+                                                        f"{int(counts[column])} missing values (missing: error; "
+                                                        "allowed also: fill, drop)")
+        return frame
+    keep = frame[used if options.missing == "drop" else [options.target]].notna().all(axis=1)
+    if bool(keep.all()):
+        return frame
     frame = frame[keep]
     if frame.empty:
         raise DataFileError("data.options.missing", f"{printable(path)}: no row is left without missing values")
@@ -118,6 +122,18 @@ def _numeric(frame: pandas.DataFrame, column: str, path: str):
                                                         f"{printable(frame[column][bad].iloc[0])!r}, not a number; "
                                                         "name it in categorical")
     return values.astype("float64")
+
+
+def _numeric_block(split: pandas.DataFrame, numeric: list[str], path: str):
+    """The numeric feature columns as one float32 array [N, F] (missing values NaN)."""
+    import numpy
+
+    pandas = needs("pandas", "a table")
+    block = split[numeric]
+    text = [column for column in numeric if not pandas.api.types.is_numeric_dtype(block[column].dtype)]
+    if text:
+        block = block.assign(**{column: _numeric(split, column, path) for column in text})
+    return numpy.ascontiguousarray(block.to_numpy(dtype="float32", na_value=numpy.nan)).reshape(len(split), -1)
 
 
 def _labels(train: pandas.Series, val: pandas.Series, task: str, path: str):
@@ -147,7 +163,6 @@ def _labels(train: pandas.Series, val: pandas.Series, task: str, path: str):
 
 
 def build_table(kind: str, options: TableOptions, val_split: float | None, seed: int, task: str) -> DataBundle:
-    import numpy
     import torch
 
     from tui_trainer.catalog.datasets import DataBundle
@@ -161,27 +176,25 @@ def build_table(kind: str, options: TableOptions, val_split: float | None, seed:
         (_, path, frame), = frames
         if len(frame) < 2:
             raise DataFileError("data.options.path", f"{printable(path)}: needs at least 2 rows to split")
+        categorical, numeric = _kinds(features, options, [frame])
         train_index, val_index = split_order(len(frame), val_split or 0.2, seed)
-        train, val = frame.iloc[train_index.numpy()], frame.iloc[val_index.numpy()]
+        # The numbers are split once they are one tensor; only the category and target columns as frames.
+        whole = torch.from_numpy(_numeric_block(frame, numeric, path))
+        train_x, val_x = whole[train_index], whole[val_index]
+        labelled = frame[[*categorical, options.target]]
+        train, val = labelled.iloc[train_index.numpy()], labelled.iloc[val_index.numpy()]
     else:
         train, val, path = frames[0][2], frames[1][2], frames[0][1]
-    categorical = options.categorical if options.categorical is not None else [
-        column for column in features
-        if not (_is_number(train[column]) and _is_number(val[column]))]
-    numeric = [column for column in features if column not in categorical]
-
-    numeric_parts: list[torch.Tensor] = []
-    for split in (train, val):
-        values = [_numeric(split, column, path) for column in numeric]
-        numeric_parts.append(torch.from_numpy(numpy.stack([v.to_numpy() for v in values], 1)) if values
-                             else torch.zeros(len(split), 0, dtype=torch.float64))
-    train_x, val_x = numeric_parts
-    fill = torch.nanmean(train_x, 0, keepdim=True).nan_to_num(0.0)
-    train_x = torch.where(train_x.isnan(), fill, train_x)
-    val_x = torch.where(val_x.isnan(), fill, val_x)
+        categorical, numeric = _kinds(features, options, [train, val])
+        train_x, val_x = (torch.from_numpy(_numeric_block(split, numeric, path)) for split in (train, val))
+    if train_x.isnan().any() or val_x.isnan().any():
+        fill = torch.nanmean(train_x.double(), 0, keepdim=True).nan_to_num(0.0).float()
+        train_x = torch.where(train_x.isnan(), fill, train_x)
+        val_x = torch.where(val_x.isnan(), fill, val_x)
     if options.standardize and numeric:
-        mean, std = train_x.mean(0, keepdim=True), train_x.std(0, keepdim=True, unbiased=False)
+        std, mean = torch.std_mean(train_x.double(), 0, keepdim=True, correction=0)
         std = torch.where(std > 1e-12, std, torch.ones_like(std))
+        mean, std = mean.float(), std.float()
         train_x, val_x = (train_x - mean) / std, (val_x - mean) / std
 
     codes_train, codes_val, cardinalities = [], [], []
@@ -195,7 +208,6 @@ def build_table(kind: str, options: TableOptions, val_split: float | None, seed:
         cardinalities.append(len(categories) + 1)
 
     train_y, val_y, class_names = _labels(train[options.target], val[options.target], task, path)
-    train_x, val_x = train_x.float(), val_x.float()
     if options.encoding == "index" and categorical:
         train_inputs: Any = {"numeric": train_x, "categorical": torch.stack(codes_train, 1)}
         val_inputs: Any = {"numeric": val_x, "categorical": torch.stack(codes_val, 1)}
@@ -213,6 +225,13 @@ def build_table(kind: str, options: TableOptions, val_split: float | None, seed:
         num_outputs=num_classes or 1, num_classes=num_classes, in_memory=True, class_names=class_names,
         categories=dict(zip(categorical, cardinalities, strict=True)) if options.encoding == "index" else None,
     )
+
+
+def _kinds(features: list[str], options: TableOptions, frames: list[pandas.DataFrame]) -> tuple[list[str], list[str]]:
+    """(categorical, numeric) feature columns: those named categorical, else those that are not numbers."""
+    categorical = options.categorical if options.categorical is not None else [
+        column for column in features if not all(_is_number(frame[column]) for frame in frames)]
+    return categorical, [column for column in features if column not in categorical]
 
 
 def _is_number(series: pandas.Series) -> bool:
