@@ -13,7 +13,7 @@ import torch
 
 from tests.cli_helpers import run_main
 from tui_trainer.catalog.data_import import ImportedDataError, build_imported_data
-from tui_trainer.config import UntrustedCode, config_from_dict, import_targets
+from tui_trainer.config import UntrustedCode, config_from_dict, import_targets, stored_imports
 
 USER_CODE = """
 import torch
@@ -26,7 +26,7 @@ CALLS = []
 def tensors(samples=64, seed=0):
     CALLS.append({"seed": seed})
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(samples, 3, generator=generator)
+    x = torch.randn(samples, 3, generator=generator, dtype=torch.float64)
     return x, (x.sum(1) > 0).long()
 
 
@@ -104,6 +104,7 @@ def user_module(tmp_path, monkeypatch):
 def test_tensors_are_split_and_held_in_memory_and_the_seed_is_passed(user_module):
     data = build_imported_data(f"{user_module}:tensors", {"samples": 50}, 0.2, 7, "classification")
     assert data.in_memory and data.train_size == 40 and data.val_size == 10 and data.num_classes == 2
+    assert data.train[0].dtype == torch.float32, "float64 inputs meet float32 weights"
     assert sys.modules[user_module].CALLS == [{"seed": 7}]
 
 
@@ -157,6 +158,11 @@ def test_data_import_is_validated_like_model_import():
         with pytest.raises(Exception) as error:
             config_from_dict({**base, "data": data}, source="p.yaml")
         assert "p.yaml" in str(error.value) and "data" in str(error.value) and fragment in str(error.value)
+
+
+def test_listings_name_the_data_code_a_stored_config_would_run():
+    assert stored_imports({"data": {"import": "pkg.data:make"}, "model": {"name": "mlp"}}) == \
+        [("data.import", "pkg.data:make")]
 
 
 def test_a_stored_config_naming_data_code_is_refused_without_opt_in(tmp_path):

@@ -164,6 +164,8 @@ def _bundle_of_tensors(train: tuple[Any, Any], val: tuple[Any, Any], task: str) 
     from tui_trainer.catalog.datasets import DataBundle
 
     (train_x, train_y), (val_x, val_y) = train, val
+    if train_x.is_floating_point():  # float64 from NumPy would not meet a model's float32 weights
+        train_x, val_x = train_x.float(), val_x.float()
     if task == "classification":
         train_y, val_y = train_y.long().reshape(-1), val_y.long().reshape(-1)
         num_classes = int(torch.cat([train_y, val_y]).max()) + 1
