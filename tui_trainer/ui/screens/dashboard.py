@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from tui_trainer.ui.app import TrainerApp
     from tui_trainer.ui.handle import RunHandle
 
+PALETTE_IN_FOOTER_FROM = 90
+"""Terminal columns from which the footer also shows ^p palette."""
 RUN_ACTIONS = ("pause", "resume", "save", "tweak", "detach")
 """Actions on the shown run: available only while it takes commands."""
 
@@ -74,6 +76,7 @@ class DashboardScreen(Screen[None]):
         self.metric_chart = MetricChart("Accuracy", id="metric-chart")
         self.devices = DevicePanel(id="devices")
         self.log_view = EventLog(id="log")
+        self.footer = Footer()
 
     def compose(self) -> ComposeResult:
         yield self.status
@@ -84,7 +87,7 @@ class DashboardScreen(Screen[None]):
         with Horizontal(id="lower"):
             yield self.devices
             yield self.log_view
-        yield Footer()
+        yield self.footer
 
     def on_mount(self) -> None:
         self.fault.display = False
@@ -281,5 +284,8 @@ class DashboardScreen(Screen[None]):
         self.redraw_charts()
 
     def on_resize(self) -> None:
+        # In 80 columns every key of the dashboard fits only without the palette's own entry (ctrl+p still
+        # opens it, and ? lists it).
+        self.footer.show_command_palette = self.size.width >= PALETTE_IN_FOOTER_FROM
         # A size change makes every chart stale; draw once the new layout is in place.
         self.call_after_refresh(self.redraw_charts)

@@ -58,10 +58,10 @@ INITIAL_CHOICES: dict[str, list[tuple[str, str]]] = {
 }
 START_HINT = "Start (ctrl+r)"
 LAUNCHING_HINT = "Starting the engine ..."
-DETACH_HINTS = {False: "off: trains for this app, ends with it",
-                True: "on: trains in a background process that outlives the app"}
+DETACH_HINTS = {False: "off: ends with this app",
+                True: "on: outlives the app"}
 """The switch's state in words too, so that it reads without colour."""
-TORCHRUN_HINT = "on: {n} processes under torchrun, in the background"
+TORCHRUN_HINT = "on: torchrun, {n} processes"
 
 
 def device_label(device: DeviceInfo) -> str:
