@@ -6,11 +6,14 @@ by `tt.init`, taken down by `run.finish()`."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import TextIO
 
 from tui_trainer.engine.controls import Controls
@@ -47,6 +50,29 @@ def reporter(quiet: bool, out: TextIO) -> Callable[[Event], None] | None:
     return PlainReporter(out)
 
 
+class ScriptSignals(ShellSignals):
+    """The shell's signals for a script's run. Signals can be set back only from the main thread: a run finished
+    in another thread leaves its handlers in place, passing each signal on as if they were not there."""
+
+    released = False
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.released = True
+        if threading.current_thread() is threading.main_thread():
+            super().__exit__(*exc_info)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if not self.released:
+            super()._handle(signum, frame)
+            return
+        previous = self._previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -62,7 +88,7 @@ class ScriptHost:
         self.hosting = Hosting.shell()
         self.record = RunInfoWriter(detached=False, attachable=True)
         self.folder: RunFolder | None = None
-        self.signals: ShellSignals | None = None
+        self.signals: ScriptSignals | None = None
         self.emit: Callable[[Event], None] = lambda event: None
         self._stack = contextlib.ExitStack()
 
@@ -78,7 +104,7 @@ class ScriptHost:
             _server, publish = stack.enter_context(control_socket(self.folder.path, self.controls, self.hosting,
                                                                   self.record))
             if threading.current_thread() is threading.main_thread():
-                self.signals = stack.enter_context(ShellSignals(self.controls, _stderr))
+                self.signals = stack.enter_context(ScriptSignals(self.controls, _stderr))
             printer = reporter(self.quiet, self.out)
             self.emit = fan_out(self.record, publish, *([printer] if printer else []))
             self._stack = stack.pop_all()
