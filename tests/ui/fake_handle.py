@@ -3,9 +3,11 @@
 `ScriptedRun` is a RunHandle whose worker plays the events a test gives it and answers commands the way an
 engine does (pause, resume, save, live changes, stop with last.pt): while paused it plays nothing more of its
 script but still serves commands; `frozen()` holds even the commands (an engine busy writing, or stopped by a
-signal); `lose()` ends it as a run whose process died; `release()` lets it go on without the app.
+signal); `lose()` ends it as a run whose process died; `release()` lets it go on without the app; with
+`steps_by_itself` it steps on by itself whenever nothing is scripted (an app kept as busy as by a real run).
 `ScriptedHandles` hands the app these instead of real runs, so a test opens the app with
-`TrainerApp(options, handles=ScriptedHandles())` and presses keys exactly as with a real run.
+`TrainerApp(options, handles=ScriptedHandles())` and presses keys exactly as with a real run; its `started_with`,
+`run_error`, `start_error` and `gate` shape the runs it makes and how their start goes.
 """
 
 from __future__ import annotations
@@ -139,6 +141,7 @@ class ScriptedRun(RunHandle):
         self.steps_by_itself = steps_by_itself
         """With nothing scripted and not paused, the run makes a step every TICK_S, as a long run trains on."""
         self.lost: Lost | None = None
+        """Set by lose(): the worker ends on it as on a socket that closed."""
         self.shown_calls = 0
         self._name = name
         self._checkpoint_dir = checkpoint_dir
@@ -146,7 +149,6 @@ class ScriptedRun(RunHandle):
                                                **(started_with or {}))
         self._script: queue.SimpleQueue[Event | BaseException | _Finish] = queue.SimpleQueue()
         self._released = threading.Event()
-        self._lost = threading.Event()
         self._thawed = threading.Event()
         self._thawed.set()
 
@@ -195,7 +197,6 @@ class ScriptedRun(RunHandle):
     def lose(self, exit_status: str = "killed by SIGKILL", last_checkpoint: str | None = None) -> None:
         """The run's process dies now: its worker ends without a RunFinished (a run reached through its socket)."""
         self.lost = Lost(exit_status, last_checkpoint)
-        self._lost.set()
 
     @contextlib.contextmanager
     def frozen(self) -> Iterator[None]:
@@ -239,7 +240,7 @@ class ScriptedRun(RunHandle):
 
     def _serve(self) -> RunFinished | None:
         while True:
-            if self._released.is_set() or self._lost.is_set():
+            if self._released.is_set() or self.lost is not None:
                 return None
             if not self._thawed.is_set():
                 self._thawed.wait(TICK_S)

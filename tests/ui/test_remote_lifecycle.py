@@ -31,7 +31,7 @@ from tui_trainer.ui.screens.checkpoints import LoadPanel, SavePanel
 from tui_trainer.ui.screens.dashboard import DashboardScreen
 from tui_trainer.ui.screens.leave import LeaveModal
 from tui_trainer.ui.screens.runs import RunsPanel
-from tui_trainer.ui.screens.setup import SetupScreen
+from tui_trainer.ui.screens.setup import DETACH_HINTS, TORCHRUN_HINT, SetupScreen
 
 
 def field_error(app, name: str) -> str:
@@ -59,14 +59,14 @@ async def test_the_detach_switch_starts_a_detached_run_and_a_load_goes_on_detach
         processes.value = "2"
         await wait_for(pilot, lambda: switch.value and switch.disabled, "more than one process to mean detached")
         hint = setup.query_one("#detach-hint", Static)
-        assert "2 processes under torchrun" in str(hint.render())
+        assert str(hint.render()) == TORCHRUN_HINT.format(n=2)
         processes.value = "1"
         await wait_for(pilot, lambda: not switch.disabled and not field_error(app, "processes"), "one process")
         switch.value = False
         switch.focus()
         await pilot.press("space")
         assert switch.value
-        await wait_for(pilot, lambda: str(hint.render()).startswith("on: trains in a background process"), "the hint")
+        await wait_for(pilot, lambda: str(hint.render()) == DETACH_HINTS[True], "the hint")
 
         await pilot.press("ctrl+r")
         first = await shown(app, handles, pilot)
