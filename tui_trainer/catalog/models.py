@@ -199,6 +199,11 @@ def build_model(name: str | None, import_target: str | None, options: dict[str, 
     if import_target:
         return build_imported(import_target, options, input_shape, num_outputs)
     spec = MODELS[name or ""]
+    if spec.needs_image and len(input_shape) != 3:
+        from tui_trainer.config import ConfigError
+
+        raise ConfigError("", "model.name", f"{spec.name!r} needs images [channels, height, width]; the data's "
+                                            f"samples are {list(input_shape)} (use linear or mlp)")
     validated = spec.options.model_validate(options)
     count = parameter_count(spec, validated, input_shape, num_outputs)
     if count > MAX_PARAMETERS:
