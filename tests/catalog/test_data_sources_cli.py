@@ -80,7 +80,7 @@ def test_a_missing_extra_names_the_pip_command(tmp_path, csv_file, monkeypatch):
 
 def test_a_cnn_on_arrays_that_are_not_images_is_one_line(tmp_path):
     np.savez(tmp_path / "flat.npz", x=np.zeros((20, 4), dtype="float32"), y=np.arange(20) % 2)
-    preset = write_preset(tmp_path, f"{{source: arrays, options: {{path: '{tmp_path / 'flat.npz'}'}}}}",
+    preset = write_preset(tmp_path, f"{{source: arrays, batch_size: 4, options: {{path: '{tmp_path / 'flat.npz'}'}}}}",
                           model="{name: cnn}")
     code, out, err = run_main(["--headless", "--preset", preset, "--checkpoint-dir", str(tmp_path / "runs")])
     assert code == 2 and len(err.strip().splitlines()) == 1, (out, err)
