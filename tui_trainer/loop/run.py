@@ -343,6 +343,8 @@ class Run:
         self._last_train, self._last_val = train, val or self._last_val
         self._record(EpochEnded(epoch=epoch, step=step, train=train, val=val, lr=self._lr(),
                                 elapsed_s=self._clock.elapsed_s(), is_best=is_best))
+        if not self._window.steps:  # the time validation took is not the next steps'
+            self._window.started = time.perf_counter()
 
     def _lr(self) -> float:
         if self.optimizer is None:
