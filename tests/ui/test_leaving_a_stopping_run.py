@@ -1,15 +1,21 @@
 """Leaving the app while a background run is saving and stopping: quitting asks nothing more (the run is
 already told to stop), d and n ask nothing and leave it stopping, and the shell is told it stops, never that it
 "goes on in the background". The app drives scripted runs (tests/ui/fake_handle.py), held "frozen" so that the
-stop stays pending for as long as the test needs; what the shell is told is the socket handle's answer."""
+stop stays pending for as long as the test needs; what the shell is told is the socket handle's answer. One test
+keeps a real detached run, stopped by SIGSTOP: told to stop as the app leaves, it still saves and stops by
+itself once the app has gone."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+from collections.abc import Iterator
 
 import pytest
 
-from tests.ui.conftest import driving, footer_actions, notified, scripted_app, showing, shown, wait_for
+from tests.ui.conftest import driving, footer_actions, notified, press, scripted_app, showing, shown, wait_for
+from tests.ui.remote_helpers import attach_app, cleaned, launch, state, wait_until
 from tui_trainer.engine.controls import Stop
 from tui_trainer.ui.lifecycle import Lifecycle
 from tui_trainer.ui.screens.dashboard import DashboardScreen
@@ -84,3 +90,36 @@ def test_a_run_let_go_of_while_it_stops_is_said_to_stop_not_to_go_on(tmp_path):
                         "when it has stopped)")
     assert [line for line in lines if "goes on in the background" in line] == [
         f"run-2: goes on in the background; attach with `tui-trainer attach run-2 --checkpoint-dir {tmp_path}`"]
+
+
+@contextlib.contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    """The engine stopped by SIGSTOP: a command sent meanwhile waits in its socket."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.slow
+async def test_a_real_run_told_to_stop_as_the_app_leaves_saves_and_stops_by_itself(tmp_path):
+    with cleaned(tmp_path / "checkpoints") as folder:
+        info = launch(folder)
+        app = attach_app(info.run_dir)
+        async with driving(app) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.handle, SocketHandle) and app.handle.view.run_id
+                           and showing(app, DashboardScreen), "the run's history")
+            session = app.handle
+            with frozen(info.pid):
+                press(app, "ctrl+q")
+                await wait_for(pilot, lambda: showing(app, LeaveModal), "the question")
+                press(app, "s")
+                await wait_for(pilot, lambda: session.stop_requested, "the stop to go out")
+                press(app, "ctrl+q")  # again: leave now, without waiting for last.pt
+                await wait_for(pilot, lambda: not app.is_running, "the app to exit")
+        lines = app.runs.closing_lines()  # after the app has let go of its runs, as run_app prints them
+        assert not any("goes on in the background" in line for line in lines), lines
+        assert any(line.startswith(f"{info.run_id}: told to save last.pt and stop") for line in lines), lines
+        # A loaded machine (CI) may take a while to resume the engine and write last.pt.
+        wait_until(lambda: state(info.run_dir) == "stopped", "the run to save and stop by itself", timeout=90)

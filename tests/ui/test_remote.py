@@ -3,10 +3,12 @@ it live; the dashboard's keys steer it (pause, resume, live lr, save); d, quitti
 it training; a re-attach shows no gap; quitting can also save and stop it, and its last.pt resumes detached.
 The same flows on scripted runs (the runs panel, n, lost runs, loads) are in test_remote_lifecycle.py.
 
-The tests of this module share one detached run, in order; the one before the last stops it."""
+The tests of this module share one detached run, in order; the one before the last stops it. The last kills a
+run of its own."""
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -181,3 +183,17 @@ async def test_resuming_its_last_pt_detached_continues_in_the_same_folder_paused
         session = app.handle
         assert session.run_dir == str(run_dir), "a run's own last.pt continues in its folder"
         assert state(run_dir) == "paused" and session.view.loss.count >= len(records(run_dir, "progress")) > 0
+
+
+async def test_a_killed_engine_shows_as_lost_with_its_exit_status(tmp_path):
+    """The socket closes without a RunFinished: the app reads how the run ended from its run.json."""
+    with cleaned(tmp_path / "checkpoints") as folder:
+        info = launch(folder)
+        app = attach_app(info.run_dir)
+        async with driving(app) as pilot:
+            session = await attached(app, pilot)
+            await wait_for(pilot, lambda: session.view.step > 0, "live steps")
+            os.kill(info.pid, signal.SIGKILL)
+            await wait_for(pilot, lambda: session.view.state == "lost", "the lost state", timeout=20)
+            assert "Lost" in status_text(app) and "killed by SIGKILL" in log_text(app)
+            assert session.lost_because() == "killed by SIGKILL" and app.is_running
