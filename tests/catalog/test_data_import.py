@@ -67,6 +67,15 @@ def loaders(batch_size=8):
     return DataLoader(train, batch_size=batch_size), DataLoader(train, batch_size=16)
 
 
+class Stream(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        return iter([(torch.zeros(3), 0)] * 8)
+
+
+def endless():
+    return DataLoader(Stream(), batch_size=4), DataLoader(Stream(), batch_size=4)
+
+
 def broken():
     raise ValueError("no data today")
 
@@ -127,6 +136,7 @@ def test_a_pair_of_datasets_and_a_pair_of_loaders(user_module):
     ("nothing", {}, "returned int"),
     ("tensors", {"rows": 3}, "does not take these options"),
     ("absent", {}, "cannot import"),
+    ("endless", {}, "without a length"),
 ])
 def test_a_factory_that_fails_is_one_line(user_module, target, options, fragment):
     with pytest.raises(ImportedDataError) as error:

@@ -120,7 +120,14 @@ def _bundle_of_datasets(train: Any, val: Any, task: str, target: str) -> DataBun
     from tui_trainer.catalog.datasets import DataBundle
 
     if isinstance(train, DataLoader):
-        sample = next(iter(train))
+        try:
+            len(train), len(val)
+            sample = next(iter(train))
+        except TypeError:
+            raise ImportedDataError(FIELD, f"{target} returned DataLoaders without a length (of an IterableDataset); "
+                                           "give their dataset __len__ so that an epoch has an end") from None
+        except StopIteration:
+            raise ImportedDataError(FIELD, f"{target} returned an empty training DataLoader") from None
         base = train.dataset
     else:
         for part in (train, val):
