@@ -117,6 +117,18 @@ def test_bad_tables_are_one_line(tmp_path, monkeypatch, options, field, fragment
     assert error.value.field == field and fragment in str(error.value) and "\n" not in str(error.value)
 
 
+def test_a_column_of_ids_is_refused_for_one_hot(tmp_path):
+    frame = table(1200)
+    frame["customer"] = [f"c{index}" for index in range(1200)]
+    WRITERS["csv"](frame, tmp_path / "t.csv")
+    with pytest.raises(DataFileError) as error:
+        build_dataset("csv", {"path": str(tmp_path / "t.csv"), "target": "kind"}, 0.1, 0, "classification")
+    assert error.value.field == "data.options.encoding" and "'customer' has 1080 categories" in str(error.value)
+    data = build_dataset("csv", {"path": str(tmp_path / "t.csv"), "target": "kind", "encoding": "index"},
+                         0.1, 0, "classification")
+    assert data.categories["customer"] == 1081
+
+
 def test_table_options_are_validated_in_the_config():
     base = {"task": "classification", "model": {"name": "mlp"}, "loss": {"name": "cross_entropy"}}
     for options, fragment in [({"target": "y"}, "give path, or both train and val"),

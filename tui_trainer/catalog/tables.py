@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from tui_trainer.catalog.datasets import DataBundle
 
 MISSING_CATEGORY = "<missing>"
+MAX_ONE_HOT = 1024
+"""Categories a column may have for one-hot columns (an id column would make one a row)."""
 FORMATS = {"csv": "CSV", "parquet": "Parquet", "jsonl": "JSON Lines"}
 
 
@@ -202,6 +204,10 @@ def build_table(kind: str, options: TableOptions, val_split: float | None, seed:
         as_text_train = train[column].astype("string").fillna(MISSING_CATEGORY)
         as_text_val = val[column].astype("string").fillna(MISSING_CATEGORY)
         categories = sorted(as_text_train.unique().tolist())
+        if options.encoding == "onehot" and len(categories) > MAX_ONE_HOT:
+            raise DataFileError("data.options.encoding", f"column {printable(column)!r} has {len(categories)} "
+                                                         f"categories; one-hot takes at most {MAX_ONE_HOT}: use "
+                                                         "encoding: index, or leave it out of features")
         lookup = {value: position + 1 for position, value in enumerate(categories)}  # 0: not seen in training
         codes_train.append(torch.tensor(as_text_train.map(lookup).to_numpy(dtype="int64")))
         codes_val.append(torch.tensor(as_text_val.map(lookup).fillna(0).to_numpy(dtype="int64")))
