@@ -139,22 +139,24 @@ def check_processes(text: str) -> tuple[int | None, str]:
     return value, ""
 
 
-def sizing_key(config: RunConfig) -> tuple[str, str, float | None, int] | None:
+def sizing_key(config: RunConfig) -> tuple[str, str, float | None, int, str] | None:
     """What the training set's size depends on, for data that is at hand without a download; None for
-    data that may need one (the trainer checks the batch size against those when it starts)."""
-    spec = DATASETS.get(config.data.source)
+    data that may need one, and for the user's own data code (the run checks the batch size against those
+    when it starts)."""
+    spec = DATASETS.get(config.data.source or "")
     if spec is None or "download" in spec.options.model_fields:
         return None
     import json
 
-    return (config.data.source, json.dumps(config.data.options, sort_keys=True), config.data.val_split, config.seed)
+    return (config.data.source or "", json.dumps(config.data.options, sort_keys=True), config.data.val_split,
+            config.seed, config.task)
 
 
-def train_size(key: tuple[str, str, float | None, int]) -> int:
+def train_size(key: tuple[str, str, float | None, int, str]) -> int:
     """Build the data once to count the training samples (imports torch; call it off the UI thread)."""
     import json
 
     from tui_trainer.catalog.datasets import build_dataset
 
-    source, options, val_split, seed = key
-    return build_dataset(source, json.loads(options), val_split, seed).train_size
+    source, options, val_split, seed, task = key
+    return build_dataset(source, json.loads(options), val_split, seed, task).train_size

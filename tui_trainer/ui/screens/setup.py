@@ -255,9 +255,13 @@ class SetupScreen(Screen[None]):
         self.validate()
 
     def _summary(self, config: RunConfig) -> None:
-        dataset = DATASETS.get(config.data.source)
         text = config.description or config.name
-        text += f"\n{config.task} · {config.data.source}: {dataset.description if dataset else 'custom data'}"
+        if config.data.import_target:
+            text += f"\n{config.task} · data from your code: {config.data.import_target}"
+        else:
+            dataset = DATASETS.get(config.data.source or "")
+            what = dataset.description if dataset else "custom data"
+            text += f"\n{config.task} · {config.data.source}: {what}"
         key = form.sizing_key(config)
         if key in self.train_sizes:
             text += f" · {self.train_sizes[key]:,} training samples"
