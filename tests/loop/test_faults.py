@@ -85,9 +85,10 @@ run.finish()
 """
 
 
-def run_script(runs_dir: Path, fault: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+def run_script(runs_dir: Path, fault: str, finish: bool = True) -> tuple[subprocess.CompletedProcess[str], Path]:
     script = runs_dir.parent / "train.py"
-    script.write_text(textwrap.dedent(SCRIPT).replace("{fault}", fault))
+    code = textwrap.dedent(SCRIPT).replace("{fault}", fault)
+    script.write_text(code if finish else code.replace("run.finish()", ""))
     result = subprocess.run([sys.executable, str(script), str(runs_dir)], capture_output=True, text=True,
                             timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     return result, Path(result.stdout.splitlines()[0])
@@ -134,3 +135,11 @@ def test_signals_are_the_scripts_own_again_after_finish(task, runs_dir):
     assert signal.getsignal(signal.SIGTERM) != before
     run.finish()
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_script_that_never_calls_finish_is_finished_at_exit(runs_dir):
+    result, folder = run_script(runs_dir, "break", finish=False)
+    assert result.returncode == 0, result.stderr
+    info = load_run_info(folder)
+    assert (info.state, info.step) == ("finished", 3)
+    assert load_checkpoint(folder / "last.pt")["meta"]["step"] == 3

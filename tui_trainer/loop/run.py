@@ -118,6 +118,8 @@ class Run:
         self.state = "starting"
         self._window = MetricWindow(max(1, every_steps), every_ms / 1000)
         self._epoch_sums: dict[str, tuple[float, int]] = {}
+        self._names: set[str] = set()
+        """Metric names checked already (run.log checks a name once)."""
         self._last_train: dict[str, float] = {}
         self._last_val: dict[str, float] = {}
         self._best: float | None = None
@@ -265,7 +267,9 @@ class Run:
         up on their device and are read back only when a progress event is due. `loss` is the run's training
         loss (its NaN guard; the chart), `accuracy` its training accuracy."""
         for name, value in metrics.items():
-            check_name(name, "run.log")
+            if name not in self._names:
+                check_name(name, "run.log")
+                self._names.add(name)
             self._window.add(name, checked_value(name, value, "run.log"))
 
     def log_validation(self, **metrics: float | torch.Tensor) -> None:

@@ -28,7 +28,8 @@ def checked_value(name: str, value: Any, call: str) -> torch.Tensor | float:
                              "(a mean or a sum)")
         if value.dtype == torch.bool or value.is_complex():
             raise TypeError(f"{call}({name}=...): a {value.dtype} tensor, not a real number")
-        return value.detach().reshape(())
+        value = value.detach()
+        return value if value.dim() == 0 else value.reshape(())
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         shown = repr(value)
         shown = shown if len(shown) <= 40 else shown[:37] + "..."
