@@ -56,6 +56,7 @@ ERROR_LOG = "script-error.log"
 LOSS = "loss"
 ACCURACY = "accuracy"
 MONITOR = "val_loss"
+_END = object()
 NON_FINITE_ADVICE = "lower the learning rate, clip the gradients, or continue from the last good checkpoint"
 
 
@@ -201,9 +202,8 @@ class Run:
         self._start(per_epoch, last, _length(getattr(batches, "dataset", None)))
         while self.epoch <= last and self._stop is None:
             iterator = iter(batches)
-            skip = self.position
-            for _ in range(skip):
-                if next(iterator, None) is None:
+            for _ in range(self.position):  # resumed mid-epoch: the batches that epoch trained already
+                if next(iterator, _END) is _END:
                     break
             self._in_epoch = True
             try:
