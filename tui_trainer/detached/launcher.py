@@ -23,7 +23,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tui_trainer.engine.states import ENDED_STATES, FINAL_STATES
 from tui_trainer.errors import EXIT_FAILED, RunNotStarted, UserError
@@ -34,7 +34,13 @@ from tui_trainer.runs.registry import SOCKET_FILE, RunInfo, process_alive, read_
 from tui_trainer.runs.request import RunRequest
 from tui_trainer.text import printable
 
+if TYPE_CHECKING:
+    from tui_trainer.detached.warm_engine import WarmEngine
+
 READY_TIMEOUT_S = 180.0
+READY_POLL_S = 0.02
+"""How often the launcher reads run.json while the engine starts (a warm engine is ready in a few tenths of a
+second: each poll's wait is part of what the user waits for)."""
 START_ERROR_MARK = "tui-trainer: start-error: "
 """The log line that carries a setup error back to the launcher (JSON after the mark)."""
 LOG_TAIL_BYTES = 64 * 1024
@@ -106,10 +112,12 @@ def launch_detached(options: LaunchOptions, pause_on_fault: bool = True,
     return start_engine(launch, timeout_s)
 
 
-def start_engine(launch: Launch, timeout_s: float = READY_TIMEOUT_S) -> RunInfo:
+def start_engine(launch: Launch, timeout_s: float = READY_TIMEOUT_S, warm: WarmEngine | None = None) -> RunInfo:
     """Validate and check what this machine can before anything is made (ConfigError, CheckpointError ...
-    raised here), then make the run folder and start the supervisor. A run that does not start raises the
-    engine's own error (a ConfigError naming its field, say) or DetachError, and leaves no folder it made."""
+    raised here), then make the run folder and start the supervisor, or hand the run to `warm`, an engine
+    started beforehand (see detached.warm_engine; a cold start when it cannot take it). A run that does not
+    start raises the engine's own error (a ConfigError naming its field, say) or DetachError, and leaves no
+    folder it made."""
     from tui_trainer.preflight import check_run
     from tui_trainer.runs.folder import claim_run_folder
 
@@ -122,12 +130,14 @@ def start_engine(launch: Launch, timeout_s: float = READY_TIMEOUT_S) -> RunInfo:
         log_descriptor = os.open(run_dir / ENGINE_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
                                  0o600)
         with os.fdopen(log_descriptor, "ab") as log:
-            # The supervisor inherits the folder's lock and holds it for the run's life.
-            supervisor = subprocess.Popen(
-                _supervisor_command(run_dir, _write_launch_file(run_dir, launch)), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-                env={**os.environ, **ENGINE_ENV, **folder.child_env()}, pass_fds=folder.child_fds(),
-            )
+            # The supervisor inherits the folder's lock (or is handed it) and holds it for the run's life.
+            supervisor = warm.hand_over(run_dir, launch, folder, log.fileno()) if warm is not None else None
+            if supervisor is None:
+                supervisor = subprocess.Popen(
+                    _supervisor_command(run_dir, _write_launch_file(run_dir, launch)), stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                    env={**os.environ, **ENGINE_ENV, **folder.child_env()}, pass_fds=folder.child_fds(),
+                )
         # An owned engine waits for its app before the first step: set up (run.json says starting) is ready.
         ready = ("starting", "running", "paused") if launch.hosting.owned else ("running", "paused")
         try:
@@ -172,7 +182,7 @@ def wait_until_ready(run_dir: Path, supervisor: subprocess.Popen, timeout_s: flo
         if supervisor.poll() is not None:
             raise start_error(run_dir) or DetachError(
                 _last_line(run_dir) or f"the engine exited with status {supervisor.returncode}")
-        time.sleep(0.1)
+        time.sleep(READY_POLL_S)
     raise DetachError(f"run {run_dir.name} did not start within {timeout_s:.0f} s; see {run_dir / ENGINE_LOG}")
 
 
@@ -249,9 +259,19 @@ def describe_exit(returncode: int) -> str:
 
 def supervise(run_dir: Path, engine_command: list[str]) -> int:
     """Run the engine as a child; record how it ended if it could not say so itself."""
+    ignore_hang_up()
+    return watch_engine(run_dir, subprocess.Popen(engine_command, stdin=subprocess.DEVNULL))
+
+
+def ignore_hang_up() -> None:
+    """The supervisor and its engine outlive the terminal that started them (the engine inherits this)."""
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    engine = subprocess.Popen(engine_command, stdin=subprocess.DEVNULL)
+
+
+def watch_engine(run_dir: Path, engine: subprocess.Popen) -> int:
+    """Wait for the engine (the supervisor's child) to end, passing on SIGTERM and SIGINT; record how it ended
+    if it could not say so itself."""
 
     def forward(signum: int, frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -160,6 +160,7 @@ class TrainerApp(App[int]):
             self.attach_run(self.options.attach)
             return
         self.push_screen(self.setup_screen)
+        self.call_after_refresh(self._warm_up)
         if self.options.resume:
             self.call_after_refresh(self._open_resume)
         elif self.options.start:
@@ -170,9 +171,16 @@ class TrainerApp(App[int]):
         """The screen on top; None while the app is being taken down."""
         return self.screen_stack[-1] if self.screen_stack else None
 
+    def _warm_up(self) -> None:
+        """While the user chooses, ready what the next run needs (an engine process waiting for it, or the
+        imports of a run in this thread); not for torchrun's processes, which start as they always do."""
+        if self.options.processes <= 1:
+            self.handle_source.warm_up(in_thread=self.options.in_thread)
+
     def on_unmount(self) -> None:
         for throttle in (self._drain_throttle, self._chart_throttle, self._device_throttle):
             throttle.cancel()
+        self.handle_source.close()
         thaw_long_lived()
 
     def _open_resume(self) -> None:
@@ -501,6 +509,7 @@ class TrainerApp(App[int]):
         self.setup_screen.focus_presets()
         self.dashboard = None
         self.runs.back_to_setup()
+        self._warm_up()
 
     # ------------------------------------------------------------ app-wide actions (keys and command palette)
 

@@ -10,6 +10,7 @@ where its device figures come from, what to say when it ends) is a question each
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from tui_trainer.ui.run_view import LogLine, RunView
 
 if TYPE_CHECKING:
     from tui_trainer.detached.launcher import Launch
+    from tui_trainer.detached.warm_engine import WarmEngine
     from tui_trainer.engine.devices import DeviceMonitor
     from tui_trainer.engine.trainer import Trainer
     from tui_trainer.runs.host import RunHost
@@ -235,7 +237,38 @@ class ThreadHandle(RunHandle):
 
 class Handles:
     """How the app gets its handles: a run in its thread, a run reached through its socket, and the start of a
-    run in processes of its own. Tests pass a fake of this to drive the app with scripted runs."""
+    run in processes of its own. Tests pass a fake of this to drive the app with scripted runs.
+
+    `warm_up` readies the next run while the user is still choosing (see detached.warm_engine): an engine
+    process that has imported torch and waits to be told what to train, or, for a run in the app's thread, the
+    same imports in a thread here. A fake that makes its runs its own way gets no warm-up."""
+
+    _warm: WarmEngine | None = None
+    _imports: threading.Thread | None = None
+
+    def warm_up(self, *, in_thread: bool) -> None:
+        from tui_trainer.detached import warm_engine
+
+        if in_thread:
+            if self._imports is None and type(self).train_here is Handles.train_here:
+                self._imports = warm_engine.import_in_background()
+        elif type(self).start_process is Handles.start_process and warm_engine.available():
+            if self._warm is not None and self._warm.idle:
+                return
+            self.close()
+            with contextlib.suppress(OSError):  # no warm engine: the run starts cold, as it would anyway
+                self._warm = warm_engine.WarmEngine.start()
+
+    @property
+    def warm(self) -> WarmEngine | None:
+        """The warm engine waiting for the next run, if any."""
+        return self._warm
+
+    def close(self) -> None:
+        """End a warm engine that was never given a run: no process or file of it is left."""
+        warm, self._warm = self._warm, None
+        if warm is not None:
+            warm.close()
 
     def train_here(self, config: RunConfig, *, notify: Notify, resume_from: str | None = None,
                    start_paused: bool = False) -> RunHandle:
@@ -250,7 +283,8 @@ class Handles:
         """Start a run in processes of its own and return once it trains (in a worker thread: it blocks)."""
         from tui_trainer.detached.launcher import start_engine
 
-        return start_engine(launch)
+        warm, self._warm = self._warm, None  # one run per warm engine (a cold start if it is gone)
+        return start_engine(launch, warm=warm)
 
     def stop_process(self, info: RunInfo) -> None:
         """Ask an engine process that was started but never shown to save and stop."""
