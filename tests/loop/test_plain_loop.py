@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -99,3 +100,17 @@ def test_import_tui_trainer_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) is False
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_headless_modes_progress_bar():
+    from tui_trainer.headless import PlainReporter, RichReporter
+    from tui_trainer.loop.hosting import reporter
+
+    assert isinstance(reporter(False, Terminal()), RichReporter)
+    assert isinstance(reporter(False, io.StringIO()), PlainReporter)
+    assert reporter(True, Terminal()) is None
