@@ -82,3 +82,23 @@ def test_a_checkpoint_that_does_not_fit_is_one_clear_error(task, runs_dir):
         tt.init(model=other, optimizer=torch.optim.SGD(other.parameters(), lr=0.1), name="fit", dir=runs_dir,
                 resume=run.run_dir / "last.pt", quiet=True)
     assert sorted(path.name for path in runs_dir.iterdir()) == [run.run_dir.name]  # no folder for it
+
+
+def test_a_grad_scalers_state_is_saved_and_continued(runs_dir):
+    task = Task()
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=3)
+    run = tt.init(model=task.model, optimizer=task.optimizer, scaler=scaler, name="scaled", dir=runs_dir, quiet=True)
+    for inputs, targets in run.steps(task.loader):
+        loss = torch.nn.functional.mse_loss(task.model(inputs), targets)
+        scaler.scale(loss).backward()
+        scaler.step(task.optimizer)
+        scaler.update()
+        task.optimizer.zero_grad()
+        run.log(loss=loss)
+    run.finish()
+    assert scaler.get_scale() != 1024.0
+    again = Task()
+    fresh = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=3)
+    tt.init(model=again.model, optimizer=again.optimizer, scaler=fresh, name="scaled", dir=runs_dir,
+            resume="last", quiet=True).finish()
+    assert fresh.state_dict() == scaler.state_dict()
