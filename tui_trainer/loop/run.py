@@ -224,7 +224,8 @@ class Run:
 
     def step(self) -> _Step:
         """A step boundary, for a loop without epochs: `while run.step(): ...` (false once the run is stopped),
-        or `with run.step(): ...`. The step begun by the previous call ends here (or when its with ends)."""
+        or `with run.step(): ...`. The step begun by the previous call ends here (or when its with ends).
+        Without batches to look at, progress counts steps as its samples."""
         self._start(0, 0)
         self._end_open_step()
         if not self._boundary():
