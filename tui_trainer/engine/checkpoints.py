@@ -46,6 +46,11 @@ MAX_PICKLE_BYTES = 64 << 20
 whole metric history, is a few MB. Tensors are stored beside it, uncompressed, and mapped when listing."""
 
 
+SCRIPT_RUN_KIND = "script"
+"""meta.trainer.kind of a checkpoint that a script's own training loop wrote (tui_trainer.loop); a preset's run
+writes none. Such a checkpoint continues only in its script (tt.init(resume=...))."""
+
+
 class CheckpointError(UserError):
     """A checkpoint that cannot be written or read. str() is one line naming the file."""
 
@@ -376,9 +381,18 @@ def _check_envelope(path: Path, payload: Any) -> _Checkpoint:
         raise CheckpointError(path, f"damaged: {_problem(error)}") from None
 
 
+def refuse_script_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """A preset's run cannot continue what a script's own loop wrote: say where it continues instead."""
+    trainer = payload.get("trainer")
+    if isinstance(trainer, dict) and trainer.get("kind") == SCRIPT_RUN_KIND:
+        raise CheckpointError(path, "written by a script's own training loop: continue it in that script with "
+                                    "tt.init(resume=...) (attach shows it while it runs)")
+
+
 def check_resumable(path: str | Path, payload: dict[str, Any]) -> list[dict[str, Any]]:
     """Check what a resume uses beyond load_checkpoint's checks: the trainer's counters, the optimizer's
     and the random generators' states, the metric history. Returns the history's records."""
+    refuse_script_checkpoint(path, payload)
     try:
         _Resumable.model_validate(payload)
     except ValidationError as error:

@@ -21,9 +21,9 @@ import torch
 
 from tui_trainer import __version__
 from tui_trainer.engine import checkpoints
-from tui_trainer.engine.checkpoints import CheckpointError
+from tui_trainer.engine.checkpoints import SCRIPT_RUN_KIND, CheckpointError
 
-SCRIPT_KIND = "script"
+SCRIPT_KIND = SCRIPT_RUN_KIND
 """trainer.kind in a checkpoint a script's run wrote (a preset's run has none)."""
 
 

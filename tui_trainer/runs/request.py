@@ -37,9 +37,11 @@ class RunRequest:
         from tui_trainer.config import apply_overrides, config_from_dict, require_trusted
 
         if self.resume:
-            from tui_trainer.engine.checkpoints import load_checkpoint
+            from tui_trainer.engine.checkpoints import load_checkpoint, refuse_script_checkpoint
 
-            raw, path = load_checkpoint(self.resume, mmap=True)["config"], None
+            payload = load_checkpoint(self.resume, mmap=True)
+            refuse_script_checkpoint(self.resume, payload)
+            raw, path = payload["config"], None
             source = str(self.resume)
         else:
             path, raw = presets.load(self.preset or presets.DEFAULT_PRESET, self.presets_dir)
