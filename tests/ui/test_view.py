@@ -122,7 +122,8 @@ def test_form_choices_fit_the_task_and_data():
     assert "cnn" not in choices["model"]
     _, raw = presets.load("digits-cnn")
     assert "cnn" in form.choices(config_from_dict(raw))["model"]
-    assert form.field_for("optimizer.lr") == "lr" and form.field_for("model.options.hidden") == form.GENERAL
+    assert form.field_for("optimizer.lr") == "lr" and form.field_for("scheduler.name") == form.GENERAL
+    assert form.field_for("model.options.hidden") == "model", "the model choice shows its options' errors"
 
 
 class FakeTimers:
