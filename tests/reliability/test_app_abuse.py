@@ -193,7 +193,6 @@ async def test_random_keys_for_a_long_stretch_while_training(folder):
             screens[type(app.screen).__name__] += 1
         assert len(screens) >= 3, screens
         with TALLY.attempt("8 abuse", "random keys: every run saved on quit"):
-            await pilot.pause(0.3)
             assert alive(app)
             await quit_saving(app, pilot)
             assert_every_scripted_run_saved(app, handles)
@@ -238,8 +237,9 @@ async def choose_in_load_panel(app, pilot, path: Path) -> None:
     await wait_for(pilot, lambda: showing(app, LoadPanel) and str(path) in app.screen.infos,
                    "the listing")
     table = app.screen.query_one("#load-table", DataTable)
-    table.move_cursor(row=table.get_row_index(str(path)))
-    await pilot.pause(0.05)
+    row = table.get_row_index(str(path))
+    table.move_cursor(row=row)
+    await wait_for(pilot, lambda: table.cursor_row == row, "the cursor on the checkpoint")
     press(app, "enter")
 
 

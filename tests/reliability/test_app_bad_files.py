@@ -75,8 +75,9 @@ def panel_status(panel: LoadPanel) -> str:
 
 async def choose_row(app: TrainerApp, pilot, path: Path) -> None:
     table = app.screen.query_one("#load-table", DataTable)
-    table.move_cursor(row=table.get_row_index(str(path)))
-    await pilot.pause(0.02)
+    row = table.get_row_index(str(path))
+    table.move_cursor(row=row)
+    await wait_for(pilot, lambda: table.cursor_row == row, "the cursor on the file")
     press(app, "enter")
 
 

@@ -52,7 +52,6 @@ async def open_save_panel(app, pilot, name: str, where: Path | None = None) -> S
     panel.query_one("#save-name", Input).value = name
     if where is not None:
         panel.query_one("#save-folder", Input).value = str(where)
-    await pilot.pause(0.05)
     return panel
 
 
