@@ -17,8 +17,11 @@ class Host(App):
         self.folder = folder
         self.sent: list[str] = []
 
+    def record_save(self, path: str, overwrite: bool = False) -> None:
+        self.sent.append(path)
+
     def on_mount(self) -> None:
-        self.push_screen(SavePanel("run-e1-s5.pt", str(self.folder), send=lambda path, overwrite=False: self.sent.append(path), paused=True))
+        self.push_screen(SavePanel("run-e1-s5.pt", str(self.folder), send=self.record_save, paused=True))
 
 
 async def try_name(folder: Path, name: str) -> tuple[list[str], str]:

@@ -115,9 +115,9 @@ class SetupScreen(Screen[None]):
         self.sizing: set[tuple] = set()
         self.check_result = form.FormCheck()
         self.start_error: ConfigError | None = None
+        """An error the trainer raised at the last start, shown until the form changes."""
         self.starting = False
         """A run is being started (Start waits for it)."""
-        """An error the trainer raised at the last start, shown until the form changes."""
         self._started_once = False
 
     def compose(self) -> ComposeResult:
