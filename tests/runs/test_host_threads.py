@@ -6,6 +6,7 @@ nothing busy) so the rule's answer is known."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,9 @@ from tui_trainer.runs.registry import load_run_info
 def cpus(monkeypatch):
     """A machine of CPUs the test picks (cpus.set(n)), no cgroup quota, none busy; torch's count put back."""
     threads = torch.get_num_threads()
+    # Whatever an earlier test in this process left: torch at a count it starts with, nothing set by us.
+    torch.set_num_threads(os.cpu_count() or 1)
+    monkeypatch.setattr(cpu_share, "_SET_BY_US", None)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(cpu_share, "cgroup_cpu_limit", lambda *args, **kwargs: None)
     monkeypatch.setattr(cpu_share.BusySample, "others", lambda self, min_window_s=0.0: 0.0)
