@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from tui_trainer import formatting as fmt
+from tui_trainer import process_gc
 from tui_trainer.engine.events import (
     CheckpointFailed,
     CheckpointSaved,
@@ -109,9 +110,13 @@ def event_line(event: Event) -> str | None:
 
 class RichReporter:
     """A live progress bar on a terminal; epoch lines scroll above it. No refresh thread: the display is
-    redrawn when an event arrives, so it never competes with training for the interpreter."""
+    redrawn when an event arrives, so it never competes with training for the interpreter. A line printed
+    redraws the bar with it; progress alone redraws it at most every REDRAW_EVERY_S (a run of tiny epochs sends
+    hundreds of events a second, and each redraw of the bar cost about a millisecond)."""
 
-    def __init__(self, console: Any) -> None:
+    REDRAW_EVERY_S = 0.1
+
+    def __init__(self, console: Any, clock: Callable[[], float] = time.monotonic) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.console = console
@@ -127,6 +132,8 @@ class RichReporter:
         )
         self.task = None
         self.epochs = 0
+        self._clock = clock
+        self._drawn_at = float("-inf")
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -138,32 +145,37 @@ class RichReporter:
             self.progress.start()
             self.task = self.progress.add_task("train", total=event.total_steps, completed=event.start_step,
                                                epoch=f"{event.start_epoch}/{event.epochs}", metrics="")
+            self._redraw()
         elif isinstance(event, Progress) and self.task is not None:
             accuracy = f"  acc {fmt.percent(event.train_accuracy)}" if event.train_accuracy is not None else ""
             self.progress.update(self.task, completed=event.step, epoch=f"{event.epoch}/{self.epochs}",
                                  metrics=f"loss {fmt.number(event.train_loss)}{accuracy}  {event.samples_per_s:,.0f} "
                                          f"samples/s")
-            self.progress.refresh()
+            if self._clock() - self._drawn_at >= self.REDRAW_EVERY_S:
+                self._redraw()
         elif isinstance(event, EpochEnded):
             best = literal(" (best)" if event.is_best else "", "green")
             self._print(f"epoch {event.epoch}/{self.epochs}  {fmt.metrics_text(event.train)}  "
                         f"{fmt.metrics_text(event.val)}  lr {fmt.number(event.lr)}", best)
-            self.progress.refresh()
         elif isinstance(event, RunFinished):
             self.progress.stop()
         else:
             line = event_line(event)
             if line:
                 self._print(line)
-                self.progress.refresh()
+
+    def _redraw(self) -> None:
+        self.progress.refresh()
+        self._drawn_at = self._clock()
 
     def _print(self, *parts: Any) -> None:
         """Text from the run (ids, paths, messages) as written: never read as markup, control characters
-        escaped."""
+        escaped. Printing above the live bar redraws the bar as it is now."""
         from rich.text import Text
 
         self.console.print(Text.assemble(*(part if isinstance(part, Text) else literal(part) for part in parts)),
                            highlight=False)
+        self._drawn_at = self._clock()
 
 
 class JsonReporter:
@@ -191,6 +203,15 @@ def print_summary(result: RunFinished, out: TextIO) -> None:
     print("\n".join(printable(line) for line in lines), file=out, flush=True)
 
 
+def on_run_started(call: Callable[[], object]) -> Callable[[Event], None]:
+    """A listener that calls `call` when the run has set up and starts training (RunStarted)."""
+    def listener(event: Event) -> None:
+        if isinstance(event, RunStarted):
+            call()
+
+    return listener
+
+
 def make_reporter(options: LaunchOptions, out: TextIO) -> Callable[[Event], None]:
     if options.json:
         return JsonReporter(out)
@@ -211,11 +232,13 @@ def run_headless(options: LaunchOptions, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     setup_file_logging()
     parallel = from_environment()
+    process_gc.skip_pass_at_exit()
     try:
         request = options.request
-        host = RunHost(request.config(), Hosting.shell(parallel.world_size), resume_from=request.resume,
-                       listeners=[make_reporter(options, out)])
-        result = host.run()
+        with process_gc.SetupPause() as setup:
+            host = RunHost(request.config(), Hosting.shell(parallel.world_size), resume_from=request.resume,
+                           listeners=[make_reporter(options, out), on_run_started(setup.training_started)])
+            result = host.run()
     except UserError as error:
         return report(error)
     except KeyboardInterrupt:

@@ -145,10 +145,11 @@ class _Window:
         self.started = time.perf_counter()
 
     def add(self, outputs: torch.Tensor, loss: torch.Tensor, targets: torch.Tensor) -> None:
-        self.loss.add_(loss.detach(), alpha=len(targets))
+        rows = targets.shape[0]  # len() of a tensor runs Python of torch's: 2.6 us, twice a step
+        self.loss.add_(loss.detach(), alpha=rows)
         if self.classification:
             self.correct.add_((outputs.detach().argmax(1) == targets).sum())
-        self.samples += len(targets)
+        self.samples += rows
         self.steps += 1
 
     def due(self) -> bool:
