@@ -24,7 +24,7 @@ checkout's command in the same rounds (before/after); --tty prints to a pseudo-t
 
 Run: python benchmarks/overhead.py [--repeats 5] [--workloads small,large] [--no-app] [--detached] [--in-thread]
      [--variants] [--device D] [--presets A,B] [--tutorial-threads default,1] [--against DIR] [--tty] [--quick]
---quick: the presets' figures alone, 2 rounds: within 5 minutes on a 2-core machine.
+--quick: the presets' figures alone, 2 rounds, the script with one thread: within 5 minutes on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -340,19 +340,23 @@ def main() -> None:
     parser.add_argument("--presets", default=None,
                         help="shipped presets for the per-step and whole-command figures against a user's script "
                              "(default: every in-memory preset; '' to skip)")
-    parser.add_argument("--tutorial-threads", default="default,1",
+    parser.add_argument("--tutorial-threads", default=None,
                         help="torch threads of the user's script, one run each: 'default' (as the user has it), or "
-                             "a count set by OMP_NUM_THREADS (default: default,1)")
+                             "a count set by OMP_NUM_THREADS (default: default,1; with --quick: 1)")
     parser.add_argument("--against", metavar="DIR", type=Path, default=None,
                         help="also run the presets' headless side from this other checkout, in the same rounds "
                              "(headless@before: a before/after comparison)")
     parser.add_argument("--tty", action="store_true",
                         help="the presets' sides print to a pseudo-terminal (the command draws its progress bar)")
     parser.add_argument("--quick", action="store_true",
-                        help="the presets' figures only, 2 rounds (within 5 minutes on a 2-core machine)")
+                        help="the presets' figures only, 2 rounds, against the script with one thread (within 5 "
+                             "minutes on a 2-core machine; torch's default threads make the script take minutes "
+                             "on a busy one)")
     args = parser.parse_args()
     if args.quick:
         args.workloads, args.no_app, args.repeats = "", True, min(args.repeats, 2)
+    if args.tutorial_threads is None:
+        args.tutorial_threads = "1" if args.quick else "default,1"
     if args.presets is None:
         args.presets = ",".join(in_memory_presets())
     epochs = {name: spec["epochs"] for name, spec in WORKLOADS.items()}

@@ -18,14 +18,15 @@ from tui_trainer.engine.events import EpochEnded, Progress, RunFinished, RunStar
 from tui_trainer.engine.metrics import read_metrics
 from tui_trainer.headless import RichReporter, run_headless
 from tui_trainer.launch import LaunchOptions
-from tui_trainer.process_gc import SetupPause, skip_pass_at_exit
+from tui_trainer.process_gc import RunCollection, skip_pass_at_exit
 from tui_trainer.runs.registry import load_run_info
 
 
 @pytest.fixture
 def collector():
-    """The test process's collector as it was (a run freezes what it set up; this lets it go again)."""
+    """The test process's collector as it was, whatever a failing test left."""
     enabled = gc.isenabled()
+    gc.unfreeze()
     yield
     gc.unfreeze()
     if enabled:
@@ -103,28 +104,28 @@ def test_progress_redraws_the_bar_once_a_tenth_of_a_second_has_passed():
 
 def test_the_collector_waits_while_a_run_sets_up_and_runs_again_once_it_trains(collector):
     gc.enable()
-    frozen = gc.get_freeze_count()
-    with SetupPause() as setup:
+    with RunCollection() as collection:
         assert not gc.isenabled()
         made = [{"setup": index} for index in range(1000)]
-        setup.training_started()
+        collection.training_started()
         assert gc.isenabled()
-        assert gc.get_freeze_count() >= frozen + len(made), "what setting up made is out of later passes"
+        assert gc.get_freeze_count() >= len(made), "what setting up made is out of later passes"
     assert gc.isenabled()
+    assert gc.get_freeze_count() == 0, "the run's end thaws it: a caller that goes on collects as before"
 
 
 def test_a_run_that_fails_to_set_up_leaves_the_collector_running(collector):
     gc.enable()
     frozen = gc.get_freeze_count()
-    with pytest.raises(ValueError), SetupPause():
+    with pytest.raises(ValueError), RunCollection():
         raise ValueError("bad preset")
     assert gc.isenabled() and gc.get_freeze_count() == frozen
 
 
 def test_a_collector_the_user_turned_off_stays_off(collector):
     gc.disable()
-    with SetupPause() as setup:
-        setup.training_started()
+    with RunCollection() as collection:
+        collection.training_started()
     assert not gc.isenabled()
 
 
@@ -147,7 +148,7 @@ def test_a_headless_run_sets_up_with_the_collector_paused_and_trains_with_it_run
                                                                                      monkeypatch, collector):
     from tui_trainer.engine.trainer import Trainer
 
-    seen: dict[str, bool] = {}
+    seen: dict[str, object] = {}
     setup, train = Trainer.setup, Trainer._train
 
     def watched_setup(self):
@@ -156,6 +157,7 @@ def test_a_headless_run_sets_up_with_the_collector_paused_and_trains_with_it_run
 
     def watched_train(self):
         seen["train"] = gc.isenabled()
+        seen["frozen"] = gc.get_freeze_count() > 100_000  # torch and the rest, not just a few
         return train(self)
 
     monkeypatch.setattr(Trainer, "setup", watched_setup)
@@ -165,8 +167,8 @@ def test_a_headless_run_sets_up_with_the_collector_paused_and_trains_with_it_run
     code = run_headless(LaunchOptions(preset="iris-linear", overrides=_overrides(tmp_path, epochs=2)),
                         out=io.StringIO())
     assert code == 0
-    assert seen == {"setup": False, "train": True}
-    assert gc.isenabled()
+    assert seen == {"setup": False, "train": True, "frozen": True}
+    assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
 def test_a_headless_run_that_cannot_start_leaves_the_collector_running(tmp_path, collector):

@@ -235,9 +235,9 @@ def run_headless(options: LaunchOptions, out: TextIO | None = None) -> int:
     process_gc.skip_pass_at_exit()
     try:
         request = options.request
-        with process_gc.SetupPause() as setup:
+        with process_gc.RunCollection() as collection:
             host = RunHost(request.config(), Hosting.shell(parallel.world_size), resume_from=request.resume,
-                           listeners=[make_reporter(options, out), on_run_started(setup.training_started)])
+                           listeners=[make_reporter(options, out), on_run_started(collection.training_started)])
             result = host.run()
     except UserError as error:
         return report(error)
